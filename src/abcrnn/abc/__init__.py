@@ -1,0 +1,4 @@
+"""ABC notation: splitting text into tunes, parsing, checking and MIDI conversion.
+
+Nothing in this package imports PyTorch.
+"""
