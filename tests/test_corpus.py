@@ -6,6 +6,7 @@ import pytest
 
 from abcrnn import corpus
 from abcrnn.abc.normalise import remove_chord_symbols, remove_decorations
+from abcrnn.abc.tunes import header_fields
 from abcrnn.corpus import (
     COLLECTIONS,
     CorpusOptions,
@@ -446,3 +447,12 @@ def test_corpus_stats_empty():
     stats = corpus_stats([])
     assert stats["tunes"] == 0
     assert stats["characters"] == 0
+
+
+def test_oneills_catalogue_numbers_deduplicated():
+    # O'Neill's X: numbers are catalogue numbers; music21 ships overlapping files
+    # with other transcriptions of the same numbers, so each number is kept once.
+    corpus = load_corpus(["oneills1850"])
+    numbers = [header_fields(tune)["X"] for tune in corpus.tunes]
+    assert len(numbers) == len(set(numbers))
+    assert corpus.report.duplicates_removed >= 170

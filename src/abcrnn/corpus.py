@@ -31,6 +31,12 @@ DEFAULT_SOURCE = "oneills1850"
 # collections is 248 KB (music21 10.5), so a bigger one is most likely not ABC text.
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
+# Collections whose X: numbers are catalogue numbers: O'Neill's numbers each tune of
+# the book once, and music21 ships overlapping files that hold other transcriptions of
+# the same numbers (2,009 entries, 1,838 numbers in music21 10.5). Deduplication keeps
+# the first entry of each number there.
+CATALOGUE_NUMBERED = frozenset({"oneills1850"})
+
 
 @dataclass(frozen=True)
 class CorpusOptions:
@@ -45,7 +51,8 @@ class CorpusOptions:
     drop_decorations: remove `!...!` and `+...+` decorations and the one-character
         shorthands `~ . H L M O P S T u v` placed before a note, chord or rest.
     deduplicate: keep only the first of tunes whose text is identical apart from
-        the `X:` line.
+        the `X:` line, and in a collection numbered by catalogue (O'Neill's) the
+        first entry of each `X:` number.
     """
 
     normalise: bool = True
@@ -202,9 +209,12 @@ def load_corpus(
     seen: set[str] = set()
     for source in sources:
         kind, path, files = resolve_source(source)
+        catalogue = find_collection(source) if kind == "collection" else None
+        if catalogue not in CATALOGUE_NUMBERED:
+            catalogue = None
         found = 0
         for file in files:
-            found += _read_tunes(file, options, report, tunes, seen)
+            found += _read_tunes(file, options, report, tunes, seen, catalogue)
         report.sources.append(SourceSummary(source, kind, str(path), len(files), found))
 
     report.tunes_kept = len(tunes)
@@ -222,8 +232,13 @@ def _read_tunes(
     report: CorpusReport,
     tunes: list[str],
     seen: set[str],
+    catalogue: str | None = None,
 ) -> int:
-    """Add the tunes of one file to `tunes`; return how many tunes the file has."""
+    """Add the tunes of one file to `tunes`; return how many tunes the file has.
+
+    `catalogue` names a collection whose `X:` numbers identify tunes (see
+    CATALOGUE_NUMBERED); a second entry with the same number there is a duplicate.
+    """
     split = split_tunes(read_abc_file(path, report.warnings))
     report.files_read += 1
     report.tunes_found += len(split.tunes)
@@ -237,10 +252,14 @@ def _read_tunes(
             report.tunes_without_music += 1
             continue
         key = tune.partition("\n")[2]  # the tune without its X: line
-        if options.deduplicate and key in seen:
+        number = header_fields(raw_tune).get("X", "").strip()
+        catalogue_key = f"{catalogue}\x00X:{number}" if catalogue and number else None
+        if options.deduplicate and (key in seen or catalogue_key in seen):
             report.duplicates_removed += 1
             continue
         seen.add(key)
+        if catalogue_key:
+            seen.add(catalogue_key)
         tunes.append(tune)
     return len(split.tunes)
 
