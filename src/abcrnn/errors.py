@@ -27,3 +27,7 @@ class ConfigError(AbcrnnError, ValueError):
 
 class RenderError(AbcrnnError):
     """A converter (abc2midi or a synthesizer) is missing or failed."""
+
+
+class TrainingError(AbcrnnError):
+    """Training cannot go on, e.g. the loss became NaN or infinite."""
