@@ -25,7 +25,7 @@ $(BIN)/abcrnn: pyproject.toml
 
 # Sheet music in the web page (abcjs from npm) and the browser for its end-to-end test.
 setup-browser:
-	npm install --no-audit --no-fund --silent
+	npm ci --ignore-scripts --no-audit --no-fund --silent
 	@if ! command -v chromium >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
@@ -39,13 +39,13 @@ demo: setup-python
 	$(BIN)/abcrnn demo
 
 test: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/pytest -q
 
 lint:
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks scripts
+	$(BIN)/ruff check --fix src tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) node_modules

@@ -165,7 +165,7 @@ def test_endings_pair_with_pickup():
 
 def test_damaged_bar_not_measured():
     # the unknown symbol is the only error; the bar it sits in is not measured
-    assert error_codes(tune("GABc dB@|GABc dBAG|]")) == ["unknown-symbol"]
+    assert error_codes(tune("GABc dB=|GABc dBAG|]")) == ["unknown-symbol"]
 
 
 def test_meter_change_mid_bar_not_measured():
@@ -227,7 +227,7 @@ def test_summarise_counts_tunes_per_error():
         "\n\n".join(
             [
                 tune("GABc dBAG|GABc dBA|GABc dBAG|]"),
-                tune("GABc dB@|GABc dBA|GABc dBAG|]"),
+                tune("GABc dB=|GABc dBA|GABc dBAG|]"),
                 tune("GABc dBAG|]"),
             ]
         )
@@ -250,3 +250,68 @@ def test_result_to_dict():
         "column": 11,
         "bar": 2,
     }
+
+
+def test_ending_inside_bar_shares_notes():
+    # `G2G` belongs to both endings: G2G+G2 with the c pickup, and G2G+G3.
+    text = tune("c|B2c d2e|G2G [1 G2:|\\\n[2 G3||B2G GAB|c2c c3|]", meter="6/8")
+    assert bar_errors(text) == []
+    # G2G + G4 overfills the bar of the second ending.
+    text = tune("c|B2c d2e|G2G [1 G2:|[2 G4||B2G GAB|]", meter="6/8")
+    assert bar_errors(text) == [4]
+
+
+def test_damaged_pickup_still_pairs():
+    # The unknown `K` is reported; the pickup it sits in still completes `D2::`.
+    text = tune('"Dm"K(E/F/)|AFD DEF|EDD D2::\nA|d2e f2d|EDD D2:|', meter="6/8")
+    assert error_codes(text) == ["unknown-symbol"]
+
+
+def test_ending_number_after_continuation():
+    # `|\` then `1` on the next line is the ending `|1`, not a stray length.
+    text = tune("A|GABc dBAG|GABc dBA|\\\n1 GABc dBA:|2 GABc d3|]")
+    assert check_tune(text).valid
+
+
+def test_slur_may_start_inside_chord():
+    assert check_tune(tune("GABc dBAG|[E4(e4]c2) GA|GABc dBAG|]")).valid
+
+
+def test_note_field_with_double_colon():
+    # "N::2nd Setting" is a note field; "A:|" would be music.
+    assert check_tune("X:1\nT:t\nN::2nd Setting\nM:C\nK:G\nGABc dBAG|]").valid
+
+
+def test_reserved_character_is_ignored():
+    # ABC 2.1 reserves # * ; ? @ for later use, and programs should ignore them.
+    result = check_tune(tune("GABc dBAG|GABc d4|]*"))
+    assert result.valid
+    assert [item.code for item in result.diagnostics] == ["reserved-character"]
+
+
+def test_old_line_break_after_bar_line():
+    # "|!" with no closing "!" is the line break of ABC before 2.1.
+    result = check_tune(tune("GABc dBAG|!GABc d4|]"))
+    assert result.valid
+    assert [(item.code, item.column) for item in result.diagnostics] == [
+        ("old-line-break", 11)
+    ]
+    assert error_codes(tune("GABc dBAG|!trill GABc d4|]")) == ["unclosed-decoration"]
+    assert check_tune(tune("GABc !trill!dBAG|GABc d4|]")).valid
+
+
+def test_directive_continued_with_backslash():
+    text = "X:1\nT:t\nM:C\n%%Bfly 0 300 6 \\\n 0 0 3 2 1\nK:G\nGABc dBAG|]"
+    assert check_tune(text).valid
+
+
+def test_old_line_breaks_inside_and_at_end():
+    result = check_tune(tune("GABc dBAG|!GABc d4|GABc dBAG|]!"))
+    assert result.valid
+    assert [item.code for item in result.diagnostics] == ["old-line-break"]
+
+
+def test_pickup_after_meter_change_completes_bar():
+    # 7/8 in 4/4, then M:2/4 and a pickup of 1/8: one full 4/4 bar.
+    text = tune("GABc dBAG|GABc d3||\nM:2/4\nG|BG D2|A2 G2|]")
+    assert bar_errors(text) == []

@@ -65,13 +65,23 @@ def tune(number: int, music: str = "GABc dcBA|G4 G4|]", title: str = "") -> str:
     return f"X:{number}\nT:{title}\nM:4/4\nL:1/8\nK:G\n{music}"
 
 
+def kept(text: str) -> str:
+    """Return a tune as normalisation keeps it: its X: number becomes 1."""
+    return "X:1" + text[text.index("\n") :]
+
+
+def titles(tunes: list[str]) -> list[str]:
+    """Return the T: line of each tune."""
+    return [tune.split("\n")[1] for tune in tunes]
+
+
 # --- sources -----------------------------------------------------------------
 
 
 def test_load_single_file(tmp_path):
     path = write(tmp_path, "two.abc", tune(1) + "\n\n" + tune(2, "d4 B4|]"))
     result = load_corpus([str(path)])
-    assert result.tunes == [tune(1), tune(2, "d4 B4|]")]
+    assert result.tunes == [tune(1), kept(tune(2, "d4 B4|]"))]
     assert result.report.files_read == 1
     assert result.report.tunes_found == 2
     assert result.report.tunes_kept == 2
@@ -83,7 +93,7 @@ def test_load_folder_recursive_sorted(tmp_path):
     write(tmp_path, "sub/c.abc", tune(3, "c8|]"))
     write(tmp_path, "notes.txt", tune(4, "d8|]"))  # not an .abc file: skipped
     result = load_corpus([str(tmp_path)])
-    assert [t.split("\n")[0] for t in result.tunes] == ["X:1", "X:2", "X:3"]
+    assert titles(result.tunes) == ["T:Tune 1", "T:Tune 2", "T:Tune 3"]
     assert result.report.files_read == 3
     assert result.report.sources[0].kind == "folder"
     assert result.report.sources[0].files == 3
@@ -93,7 +103,7 @@ def test_load_several_sources_in_order(tmp_path):
     second = write(tmp_path, "second.abc", tune(2, "B8|]"))
     first = write(tmp_path, "first.abc", tune(1, "A8|]"))
     result = load_corpus([str(second), str(first)])
-    assert [t.split("\n")[0] for t in result.tunes] == ["X:2", "X:1"]
+    assert titles(result.tunes) == ["T:Tune 2", "T:Tune 1"]
     assert [s.source for s in result.report.sources] == [str(second), str(first)]
     assert [s.tunes for s in result.report.sources] == [1, 1]
 
@@ -167,7 +177,7 @@ def test_crlf_file_has_no_carriage_returns(tmp_path):
     text = tune(1, "GABc d2B2| % trailing comment") + "\n\nc2A2 G4|]\n\n" + tune(2)
     path = write(tmp_path, "crlf.abc", text.replace("\n", "\r\n"))
     result = load_corpus([str(path)])
-    assert result.tunes == [tune(1, "GABc d2B2|"), tune(2)]
+    assert result.tunes == [tune(1, "GABc d2B2|"), kept(tune(2))]
     assert all("\r" not in t for t in result.tunes)
     assert result.report.dropped_lines == 1
     assert result.report.fragments == ["c2A2 G4|]"]
@@ -187,7 +197,7 @@ def test_collection_found_without_importing_music21(tmp_path, monkeypatch):
     write(tmp_path, "corpus/ryansMammoth/a/Jig.abc", tune(1, "A8|]"))
     monkeypatch.setattr(corpus, "music21_corpus_root", lambda: tmp_path / "corpus")
     result = load_corpus(["ryansmammoth"])  # names match regardless of case
-    assert [t.split("\n")[0] for t in result.tunes] == ["X:1", "X:2"]
+    assert titles(result.tunes) == ["T:Tune 1", "T:Tune 2"]
     assert result.report.sources[0].kind == "collection"
     assert result.report.sources[0].source == "ryansmammoth"
 
@@ -227,7 +237,7 @@ def load_text(tmp_path: Path, text: str, **options) -> corpus.Corpus:
 
 def test_normalise_keeps_music_fields(tmp_path):
     result = load_text(tmp_path, NOISY_TUNE)
-    assert result.tunes == [NOISY_NORMALISED]
+    assert result.tunes == [kept(NOISY_NORMALISED)]
 
 
 def test_normalise_counts_what_it_dropped(tmp_path):
@@ -323,7 +333,7 @@ def test_remove_chord_symbols():
 def test_deduplicate_ignores_x_number(tmp_path):
     text = "\n\n".join([tune(1), tune(2), tune(7, title="Tune 1"), tune(1)])
     result = load_text(tmp_path, text)
-    assert result.tunes == [tune(1), tune(2)]
+    assert result.tunes == [tune(1), kept(tune(2))]
     assert result.report.duplicates_removed == 2
     assert result.report.tunes_found == 4
 
@@ -353,7 +363,7 @@ def test_deduplicate_across_files(tmp_path):
 def test_tunes_without_music_dropped(tmp_path):
     text = "X:1\nT:Header Only\nM:4/4\nK:G\n\n" + tune(2)
     result = load_text(tmp_path, text)
-    assert result.tunes == [tune(2)]
+    assert result.tunes == [kept(tune(2))]
     assert result.report.tunes_without_music == 1
 
 
@@ -452,7 +462,7 @@ def test_corpus_stats_empty():
 def test_oneills_catalogue_numbers_deduplicated():
     # O'Neill's X: numbers are catalogue numbers; music21 ships overlapping files
     # with other transcriptions of the same numbers, so each number is kept once.
-    corpus = load_corpus(["oneills1850"])
+    corpus = load_corpus(["oneills1850"], CorpusOptions(normalise=False))
     numbers = [header_fields(tune)["X"] for tune in corpus.tunes]
     assert len(numbers) == len(set(numbers))
     assert corpus.report.duplicates_removed == 171

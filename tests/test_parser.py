@@ -473,7 +473,7 @@ def test_unclosed_chord_is_one_error_at_bracket():
         ("A2 !foo!B2 c4|", "unknown-decoration", 4),
         ('A2 "Am B2 c4|', "unclosed-quote", 4),
         ("A2 [K:G B2 c4|", "unclosed-field", 4),
-        ("A2 B2 c4 @|", "unknown-symbol", 10),
+        ("A2 B2 c4 =|", "unknown-symbol", 10),
         ("> B2 c4 d2|", "misplaced-broken-rhythm", 1),
         ("A2 B2 c2 c>|", "misplaced-broken-rhythm", 11),
         ("A2 B><c c4|", "misplaced-broken-rhythm", 6),

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log debug messages (default: off)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
+    for module_name in COMMANDS.values():
         try:
             module = importlib.import_module(f"abcrnn.commands.{module_name}")
         except ModuleNotFoundError as error:
@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except AbcrnnError as error:
         print(f"abcrnn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # A full disk or an unwritable folder: name the file instead of a traceback,
+        # which --verbose still logs.
+        logging.getLogger(__name__).debug("traceback", exc_info=True)
+        where = f": {error.filename}" if error.filename else ""
+        reason = error.strerror or str(error)
+        print(f"abcrnn {args.command}: error: {reason}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"abcrnn {args.command}: interrupted", file=sys.stderr)

@@ -43,7 +43,8 @@ class CorpusOptions:
     """Settings for turning sources into training tunes.
 
     normalise: drop comments, `%%` directives and header fields that carry no music
-        (everything but X T M L K R Q P V), write fields as `K:G`, trim spaces at
+        (everything but X T M L K R Q P V), write fields as `K:G` and every
+        reference number as `X:1`, trim spaces at
         both ends of a line and turn tabs into spaces. When False, tune text is
         kept as written, apart from blank lines inside a tune, which are removed.
     drop_titles: remove `T:` lines.

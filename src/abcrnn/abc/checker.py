@@ -9,6 +9,13 @@ bar (a pickup) is always allowed, and so is a short last bar that ends with a
 bar line. A short bar before a repeat, double bar or ending is allowed when a
 short bar that opens a section makes up the rest of the bar, and the other
 way round. So in 2/4 with L:1/8, `|: ... A2 :|` followed by `B2 |` passes.
+An ending that starts inside a bar (`|G2G [1 G2:|[2 G3||`) shares the notes
+before its mark with the later endings, whose bars count them. Across a meter
+change, two parts pair when they fill the meter of either one.
+
+NOTE: short bars are paired within the whole voice, not within a section and
+the section its repeat returns to, so a short bar passes when any section edge
+of the voice supplies its missing time.
 """
 
 from __future__ import annotations
@@ -148,29 +155,41 @@ def _checked(bar: Bar) -> bool:
 
 def _check_voice(bars: list[Bar]) -> list[Diagnostic]:
     """Check the bars of one voice, pairing short bars at section edges."""
-    openings, closings = set(), set()
+    # A damaged bar still offers its measured length as a partner: its own fault
+    # is reported, and a pickup with an unknown symbol should not also make the
+    # bar it completes look short.
+    # Two parts pair when together they fill the meter of either part, so a
+    # pickup in a new meter may complete the last bar before the meter change.
+    # The sets hold the ticks of each short part and the ticks it lacks.
+    opening_ticks, opening_missing = set(), set()
+    closing_ticks, closing_missing = set(), set()
     for position, bar in enumerate(bars):
-        if not _checked(bar) or bar.ticks >= bar.expected_ticks:
+        if bar.expected_ticks is None or bar.ticks >= bar.expected_ticks:
             continue
         if bar.opens_section or position == 0:
-            openings.add((bar.expected_ticks, bar.ticks))
+            opening_ticks.add(bar.ticks)
+            opening_missing.add(bar.expected_ticks - bar.ticks)
         if bar.closes_section:
-            closings.add((bar.expected_ticks, bar.ticks))
+            closing_ticks.add(bar.ticks)
+            closing_missing.add(bar.expected_ticks - bar.ticks)
 
     diagnostics = []
     for position, bar in enumerate(bars):
         if not _checked(bar) or bar.ticks == bar.expected_ticks:
             continue
-        expected, ticks = bar.expected_ticks, bar.ticks
-        if ticks < expected:
-            missing = (expected, expected - ticks)
+        ticks, missing = bar.ticks, bar.expected_ticks - bar.ticks
+        if ticks < bar.expected_ticks:
             if position == 0:
                 continue
             if position == len(bars) - 1 and bar.bar_line:
                 continue
-            if bar.opens_section and missing in closings:
+            if bar.opens_section and (
+                ticks in closing_missing or missing in closing_ticks
+            ):
                 continue
-            if bar.closes_section and missing in openings:
+            if bar.closes_section and (
+                ticks in opening_missing or missing in opening_ticks
+            ):
                 continue
         diagnostics.append(_bar_length_error(bar))
     return diagnostics

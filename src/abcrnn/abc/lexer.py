@@ -102,3 +102,36 @@ def note_length(num: str, slash: str, den: str) -> tuple[int, int]:
 def decoration_known(name: str) -> bool:
     """Return whether `name` (between ! or + signs) is a known decoration."""
     return name in DECORATIONS or name.lower() in DECORATIONS_LOWER
+
+
+# Last characters of a bar line, before an old line-break "!".
+_BAR_ENDS = ("|", ":", "]")
+
+# A word with a letter that is not a note, so the start of a decoration name.
+_DECORATION_WORD = re.compile(r"[A-Ga-g]*[H-Zh-z]")
+
+
+def old_line_break(text: str) -> int | None:
+    """Return the index of a "!" used as an old line break inside a line, or None.
+
+    ABC before 2.1 used "!" as a line break anywhere in a line (`|!fed c2A|`),
+    and files without a version line still do. A "!" that follows a bar line,
+    has no closing "!" after it and is not followed by a decoration name cannot
+    start a decoration, so it is that old line break. A "!" at the very end of a
+    line is left to the `bang` token, which is read as a line break too.
+    """
+    limit = len(text)
+    stripped = text.rstrip()
+    if stripped.endswith("!") and stripped[:-1].rstrip().endswith(_BAR_ENDS):
+        limit = len(stripped) - 1
+    position = text.rfind("!", 0, limit)
+    if position < 0 or text[:position].count("!") % 2:
+        return None  # no "!", or the last one closes a decoration
+    rest = text[position + 1 : limit].strip()
+    if not rest or rest.startswith("%"):
+        return None
+    if not text[:position].rstrip().endswith(_BAR_ENDS):
+        return None
+    if _DECORATION_WORD.match(text, position + 1):
+        return None  # "|!trill c": a decoration without its closing "!"
+    return position

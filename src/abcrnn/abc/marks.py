@@ -26,6 +26,10 @@ _BROKEN = {
 # None: 3 in compound meters (6/8, 9/8, 12/8), else 2.
 _TUPLET_TIME = {2: 3, 3: 2, 4: 3, 5: None, 6: 2, 7: None, 8: 3, 9: None}
 
+# Characters that ABC 2.1 reserves for future use: programs should ignore them
+# between notes, with at most a warning.
+RESERVED_CHARACTERS = frozenset("#*;?@")
+
 # Characters that start an annotation (text placed by the renderer) rather than
 # a chord symbol.
 _ANNOTATION_MARKS = frozenset("^_<>@")
@@ -50,6 +54,8 @@ class MarksMixin:
             voice.broken = None
         plain = match.group("bar") in PLAIN_BARS and not match.group("barend")
         voice.close_bar(boundary=not plain)
+        if match.group("barend"):
+            voice.start_ending()
         voice.last = None
 
     def _on_ending(self, match, line: int, column: int) -> None:
@@ -193,6 +199,10 @@ class MarksMixin:
 
     def _on_unknown(self, match, line: int, column: int) -> None:
         if match.group() == "$" and self.dollar_breaks:
+            return
+        if match.group() in RESERVED_CHARACTERS:
+            message = f"reserved character {match.group()!r} is ignored"
+            self.report(WARNING, "reserved-character", message, line, column)
             return
         # A run of unknown characters gets one diagnostic, at its first character.
         if self.unknown_end != (line, column):

@@ -20,13 +20,18 @@ from abcrnn.abc.lexer import (
     LETTER_STEPS,
     TOKEN_RE,
     note_length,
+    old_line_break,
 )
 from abcrnn.abc.marks import MarksMixin
 from abcrnn.abc.voice import Voice
 
 # Tokens that may stand inside a chord [...] or a grace group {...}; any other
 # token closes the group and is reported as a fault.
-_IN_CHORD = frozenset({"note", "tie", "deco", "plusdeco", "shorthand", "chordend"})
+# Slurs may start or end on a note inside a chord (`[E4(e4]c2)`), as abcm2ps
+# draws them.
+_IN_CHORD = frozenset(
+    {"note", "tie", "deco", "plusdeco", "shorthand", "chordend", "slur", "slurend"}
+)
 _IN_GRACE = frozenset({"note", "tie", "deco", "plusdeco", "shorthand", "graceend"})
 
 # Most diagnostics kept per tune, so that garbage input stays fast to report.
@@ -104,6 +109,9 @@ class MusicReader(FieldsMixin, MarksMixin):
         self.voice: Voice | None = None
         self.unknown_end = (0, 0)
         self.inexact = False  # set when a length did not divide into ticks
+        # Set when a line ends with a bar line and "\", so that an ending number
+        # at the start of the next line belongs to that bar line.
+        self.continued_after_bar = False
         self.inexact_reported = False
 
     def report(self, severity: str, code: str, message: str, line: int, column: int):
@@ -125,11 +133,26 @@ class MusicReader(FieldsMixin, MarksMixin):
     def read_line(self, text: str, line: int) -> None:
         """Read one music line (`line` counts from 1 in the tune)."""
         self.current_voice()
+        position = old_line_break(text)
+        if position is not None:
+            message = "'!' after a bar line is read as an old line-break mark"
+            self.report(WARNING, "old-line-break", message, line, position + 1)
+            text = f"{text[:position]} {text[position + 1 :]}"
+
         last_end = 0
+        after_bar = self.continued_after_bar
+        self.continued_after_bar = False
+        previous_kind = None
         for match in TOKEN_RE.finditer(text):
             kind = match.lastgroup
             if kind == "space":
                 continue
+            if after_bar and kind == "number" and match.group().isdigit():
+                # "|\" ended the line before, so "1" here makes "|1".
+                self.voice.mark_section_break()
+                after_bar = False
+                continue
+            after_bar = False
             voice = self.voice
             if kind == "note" and voice.chord is None and voice.grace is None:
                 self._plain_note(voice, match, line)
@@ -141,7 +164,11 @@ class MusicReader(FieldsMixin, MarksMixin):
                 if voice.grace is not None and kind not in _IN_GRACE:
                     self.close_grace(voice)
                 _HANDLERS[kind](self, match, line, match.start() + 1)
+            if kind == "continuation":
+                self.continued_after_bar = previous_kind == "bar"
+            previous_kind = kind
             last_end = match.end()
+
         voice = self.voice
         if last_end:
             voice.last_position = (line, last_end)

@@ -162,6 +162,11 @@ def _field_line(
 
     value, had_comment = strip_comment(value)
     counts.comments += had_comment
+    if letter == "X":
+        # The reference number carries no music, and O'Neill's numbers run to four
+        # digits. One fixed number teaches a model a single way to start a tune, the
+        # way the generation prime "X:1" and a newline starts it.
+        return "X:1"
     return f"{letter}:{value.strip()}"
 
 

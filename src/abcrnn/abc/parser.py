@@ -14,8 +14,10 @@ from abcrnn.abc.events import ParsedTune
 from abcrnn.abc.music import MusicReader
 from abcrnn.abc.tunes import header_fields, normalise_newlines
 
-# A field line such as "K:G"; "A:|" and "e::" start music lines instead.
-FIELD_LINE_RE = re.compile(r"([A-Za-z+]):(?![|:])")
+# A field line such as "K:G". A note or rest letter followed by ":|" or "::"
+# ("A:|", "e::", "z:|") starts a music line instead, but other letters always
+# start a field, so "N::2nd Setting" is a note field.
+FIELD_LINE_RE = re.compile(r"([A-Za-z+]):(?!(?<=[A-Ga-gxzZ]:)[|:])")
 
 
 def parse_tune(text: str) -> ParsedTune:
@@ -24,7 +26,7 @@ def parse_tune(text: str) -> ParsedTune:
     A blank line after the music has started ends the tune; what follows it is
     reported as ignored. Line endings may be LF, CRLF or CR.
     """
-    lines = normalise_newlines(text).split("\n")
+    lines = _continue_directives(normalise_newlines(text).split("\n"))
     reader = MusicReader()
     body_start = _read_header(lines, reader)
     if not reader.meter_given:
@@ -45,6 +47,22 @@ def parse_tune(text: str) -> ParsedTune:
         annotations=reader.annotations,
         voices=tuple(reader.voices),
     )
+
+
+def _continue_directives(lines: list[str]) -> list[str]:
+    """Turn the lines that continue a `%%` directive ending in "\\" into comments.
+
+    Programs such as BarFly write long directives over several lines this way
+    (`%%Bfly 0 300 ... \\`). The line count stays the same, so line numbers
+    in diagnostics do not move.
+    """
+    result = list(lines)
+    for index in range(1, len(result)):
+        previous = result[index - 1]
+        if previous.startswith("%") and previous.rstrip().endswith("\\"):
+            if previous.startswith("%%") or result[index - 1] != lines[index - 1]:
+                result[index] = "%" + result[index]
+    return result
 
 
 def _read_header(lines: list[str], reader: MusicReader) -> int:

@@ -47,6 +47,9 @@ class Voice:
         self.grace: tuple[int, int] | None = None  # (line, column) of "{"
         self.slurs: list[tuple[int, int]] = []  # (line, column) of each open "("
         self.last_position = (1, 1)  # (line, column) after the last token read
+        # Ticks written in a bar before an ending mark inside it (`G2G [1 G2:|`),
+        # or None. The bar of the next ending starts with those ticks.
+        self.ending_offset: int | None = None
 
     def _start_bar(self, opens_section: bool) -> None:
         """Reset what a bar line ends: accidentals, length, position."""
@@ -99,9 +102,22 @@ class Voice:
         self._start_bar(boundary)
 
     def mark_section_break(self) -> None:
-        """Record an ending mark such as `[2`: a section edge at this bar line."""
+        """Record an ending mark such as `[2`: a section edge at this bar line.
+
+        An ending mark inside a bar starts the ending in mid-bar, as in
+        `|G2G [1 G2:|[2 G3||`: the notes before the mark belong to every
+        ending, so they are remembered and counted in the next ending's bar.
+        """
         if self.content:
+            self.ending_offset = self.time - self.bar_start
             return
         self.opens_section = True
         if self.bars and not self.bars[-1].closes_section:
             self.bars[-1] = self.bars[-1]._replace(closes_section=True)
+        self.start_ending()
+
+    def start_ending(self) -> None:
+        """Count the notes shared with an ending that began in mid-bar, once."""
+        if self.ending_offset is not None and not self.content:
+            self.bar_start = self.time - self.ending_offset
+            self.ending_offset = None

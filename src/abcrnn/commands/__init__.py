@@ -1,1 +1,4 @@
-"""One module per subcommand: each has `add_parser(subparsers)` and `run(args) -> int`."""
+"""One module per subcommand, each with `add_parser(subparsers)` and `run(args)`.
+
+`run` returns the exit status.
+"""

@@ -1,0 +1,98 @@
+"""Pick the device, bfloat16 autocast and thread count for a run."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+
+from abcrnn.errors import ConfigError
+
+# CPU feature flags (Linux /proc/cpuinfo names) with native bfloat16 matrix support.
+# Without one of them, bfloat16 on a CPU is emulated and slower than float32.
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def resolve_device(name: str) -> torch.device:
+    """Return the torch device for "auto", "cpu", "cuda" or "mps".
+
+    "auto" prefers CUDA, then Apple's MPS, then the CPU. Asking for a device that
+    is not available raises ConfigError.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "--device cuda was requested but this PyTorch build sees no CUDA GPU; "
+            "use --device cpu or --device auto"
+        )
+    if name == "mps" and not _mps_available():
+        raise ConfigError(
+            "--device mps was requested but MPS is not available here; "
+            "use --device cpu or --device auto"
+        )
+    if name not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def cpu_supports_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Return True when the CPU flags list AVX-512 BF16 or AMX BF16.
+
+    NOTE: reads /proc/cpuinfo, so it returns False on systems without that file
+    (macOS, Windows) even when the CPU has the instructions.
+    """
+    try:
+        text = cpuinfo.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            return any(flag in flags for flag in CPU_BF16_FLAGS)
+    return False
+
+
+def resolve_bf16(mode: str, device: torch.device) -> bool:
+    """Decide whether to train under bfloat16 autocast ("auto", "on" or "off").
+
+    "auto" turns it on for CUDA GPUs that support bfloat16 and for CPUs with native
+    bfloat16 instructions. "on" raises ConfigError where neither holds.
+    """
+    if mode == "off":
+        return False
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    elif device.type == "cpu":
+        supported = cpu_supports_bf16()
+    else:
+        supported = False
+    if mode == "on" and not supported:
+        raise ConfigError(
+            f"--bf16 on needs a CUDA GPU with bfloat16 or a CPU with AVX-512 BF16 or "
+            f"AMX, and {device.type} has neither; use --bf16 auto or --bf16 off"
+        )
+    return supported
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """Return a bfloat16 autocast context for `device`, or a no-op when disabled."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def set_threads(threads: int) -> None:
+    """Set the CPU thread count for PyTorch ops; 0 keeps PyTorch's default."""
+    if threads > 0:
+        torch.set_num_threads(threads)

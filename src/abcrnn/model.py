@@ -1,0 +1,95 @@
+"""The character-level recurrent network: Embedding -> LSTM/GRU/RNN -> Linear."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from abcrnn.errors import ConfigError
+
+CELLS = ("lstm", "gru", "rnn")
+
+# An LSTM state is the pair (h, c); a GRU or plain RNN state is h alone. Each tensor
+# has shape (num_layers, B, hidden_size).
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a CharRNN; the checkpoint stores it so sampling rebuilds the network."""
+
+    vocab_size: int
+    embedding_dim: int = 128
+    hidden_size: int = 512
+    num_layers: int = 1
+    dropout: float = 0.0
+    cell: str = "lstm"
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embedding_dim", "hidden_size", "num_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.cell not in CELLS:
+            raise ConfigError(
+                f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a plain dict (for checkpoints and config.json)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build a config from `to_dict` output."""
+        return cls(**data)
+
+
+class CharRNN(nn.Module):
+    """Predict the next character at every position of a batch of id sequences.
+
+    Dropout (probability `config.dropout`) acts between stacked recurrent layers and
+    on the last layer's output, so it also regularises a one-layer network.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        rnn_class = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[config.cell]
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
+        self.rnn = rnn_class(
+            config.embedding_dim,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(
+        self, x: torch.Tensor, state: State | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """Run ids `x` (B, T) from `state` (zeros if None); return logits (B, T, V).
+
+        The returned state is the one after the last position, ready to continue.
+        """
+        if state is None:
+            state = self.initial_state(x.size(0), x.device)
+        output, state = self.rnn(self.embedding(x), state)  # (B, T, H)
+        logits = self.head(self.dropout(output))  # (B, T, V)
+        return logits, state
+
+    def initial_state(self, batch_size: int, device: torch.device | str) -> State:
+        """Return a zero state: tensors of shape (num_layers, batch_size, hidden)."""
+        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
+        dtype = self.head.weight.dtype
+        h = torch.zeros(shape, device=device, dtype=dtype)
+        if self.config.cell == "lstm":
+            return h, torch.zeros_like(h)
+        return h
