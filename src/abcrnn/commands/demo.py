@@ -8,8 +8,8 @@ from pathlib import Path
 
 DEFAULT_RUN_DIR = Path("runs/demo")
 
-# Generation settings of the demo: a slightly cool temperature gives tunes that are
-# more often well-formed than sampling at 1.0.
+# Generation settings of the demo. A temperature below 1.0 favours the characters the
+# model finds likeliest, at some cost in variety.
 DEMO_TEMPERATURE = 0.8
 DEMO_MAX_LENGTH = 1500
 # Batches to sample before giving up on reaching --num-tunes rendered tunes.
@@ -51,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=int,
         default=None,
         metavar="N",
-        help="optimizer steps (default: the preset's, 1500 for default)",
+        help="optimizer steps (default: the preset's, 1000 for default)",
     )
     parser.add_argument(
         "--num-tunes",
@@ -85,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir
 
     result = _train(config, run_dir)
-    print(f"training {result.status} at step {result.step} in {result.seconds:.0f} s")
+    if result.status == "nothing to do":
+        print(f"training already finished at step {result.step}")
+    else:
+        print(
+            f"training {result.status} at step {result.step} in {result.seconds:.0f} s"
+        )
     tunes_dir = run_dir / "tunes"
     report = _compose(run_dir, tunes_dir, args)
     _print_summary(run_dir, result, report)
@@ -112,7 +117,7 @@ def _compose(run_dir: Path, tunes_dir: Path, args: argparse.Namespace):
     from abcrnn.sampling import SampleConfig, generate_tunes
 
     model, vocab, _ = load_for_sampling(run_dir)
-    kept: list[str] = []
+    converted: list[str] = []
     for batch in range(MAX_BATCHES):
         settings = SampleConfig(
             num_tunes=args.num_tunes,
@@ -121,13 +126,13 @@ def _compose(run_dir: Path, tunes_dir: Path, args: argparse.Namespace):
             seed=args.seed + batch,
         )
         generated = generate_tunes(model, vocab, settings)
-        kept += [tune for tune in generated.tunes if _converts(tune)]
-        if len(kept) >= args.num_tunes:
+        converted += [tune for tune in generated.tunes if _converts(tune)]
+        if len(converted) >= args.num_tunes:
             break
-    kept = kept[: args.num_tunes]
+    converted = converted[: args.num_tunes]
 
-    write_tunes(kept, tunes_dir)
-    report = render_tunes(kept, tunes_dir)
+    write_tunes(converted, tunes_dir)
+    report = render_tunes(converted, tunes_dir)
     write_index_html(report, tunes_dir, title=f"Tunes composed by {run_dir.name}")
     return report
 
