@@ -1,4 +1,4 @@
-"""The `abcrnn demo` command on a tiny corpus: every file of the whole job is written."""
+"""`abcrnn demo` on a tiny corpus: every file of the whole job is written."""
 
 from __future__ import annotations
 
