@@ -307,6 +307,14 @@ class MusicReader(FieldsMixin, MarksMixin):
         if not grace and voice.chord[2] is None:
             voice.chord[2] = ticks
 
+    def _append_rest(self, voice, ticks: int, line: int, column: int) -> None:
+        """Add a rest of `ticks` at the voice's current time; rests have no key."""
+        event = Event(
+            REST, None, voice.time, ticks, voice.bar_number, line, column, voice.name
+        )
+        self.events.append(event)
+        self.keys.append(None)
+
     def _on_rest(self, match, line: int, column: int) -> None:
         voice = self.voice
         self.begin_element(voice, line, column)
@@ -314,19 +322,7 @@ class MusicReader(FieldsMixin, MarksMixin):
             match.group("rnum"), match.group("rslash"), match.group("rden")
         )
         ticks = self.scale(voice.unit_ticks, numerator, denominator)
-        self.events.append(
-            Event(
-                REST,
-                None,
-                voice.time,
-                ticks,
-                voice.bar_number,
-                line,
-                column,
-                voice.name,
-            )
-        )
-        self.keys.append(None)
+        self._append_rest(voice, ticks, line, column)
         self.complete(voice, len(self.events) - 1, ticks)
 
     def _on_multirest(self, match, line: int, column: int) -> None:
@@ -334,19 +330,7 @@ class MusicReader(FieldsMixin, MarksMixin):
         self.begin_element(voice, line, column)
         count = int(match.group("count") or 1)
         ticks = count * (voice.bar_ticks or TICKS_PER_WHOLE)
-        self.events.append(
-            Event(
-                REST,
-                None,
-                voice.time,
-                ticks,
-                voice.bar_number,
-                line,
-                column,
-                voice.name,
-            )
-        )
-        self.keys.append(None)
+        self._append_rest(voice, ticks, line, column)
         voice.rests += count
         voice.time += ticks
         voice.last = None
