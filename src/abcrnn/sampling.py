@@ -7,8 +7,10 @@ between tunes in the training text) or after `max_length` new characters.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,6 +24,9 @@ from abcrnn.vocabulary import Vocabulary
 # 40 tunes primed with "X:1\n" went on with a T: line, against 38 of 40 with "X:".
 DEFAULT_PRIME = "X:1\n"
 END_MARKER = "\n\n"
+# Below this many tunes, CPU sampling uses PyTorch's native LSTM kernels instead of
+# oneDNN's (see _recurrent_kernels).
+ONEDNN_MIN_TUNES = 16
 # How often (in generated characters) to ask the device whether every tune has
 # ended. Asking waits for the device, so it is not done at every step.
 STOP_CHECK_EVERY = 32
@@ -127,9 +132,30 @@ def generate_tunes(
         )
     if device is None:
         device = _model_device(model)
-    with torch.inference_mode():
-        ids, lengths = _sample_ids(model, vocab, prime, config, torch.device(device))
+    device = torch.device(device)
+    with torch.inference_mode(), _recurrent_kernels(device, config.num_tunes):
+        ids, lengths = _sample_ids(model, vocab, prime, config, device)
     return _decode(vocab, prime, ids, lengths)
+
+
+def _recurrent_kernels(
+    device: torch.device, count: int
+) -> contextlib.AbstractContextManager:
+    """Return a context that picks PyTorch's native LSTM kernels for a few tunes on CPU.
+
+    A oneDNN LSTM call has a fixed cost of several milliseconds, which dominates a
+    one-character step for small batches. Measured on a 2-core AMD EPYC with a
+    lab-size model (LSTM 1024): 6.95 ms a step with oneDNN against 1.38 ms native
+    for 1 tune, 8.2 against 7.0 ms for 8, about equal at 16, oneDNN ahead from 32.
+    """
+    if device.type != "cpu" or count >= ONEDNN_MIN_TUNES:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    # Setting the flags also sets oneDNN's TF32 switch, which warns on CPU builds.
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore", UserWarning)
+    stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+    return stack
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
