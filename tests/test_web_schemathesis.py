@@ -76,7 +76,7 @@ def aim_at_tiny_run(case) -> None:
 def test_api_never_answers_5xx(case):
     aim_at_tiny_run(case)
 
-    # A slow answer on a busy machine is not a fault: allow well over the 10 s
+    # A slow response on a busy machine is not a fault: allow well over the 10 s
     # default before the request counts as failed.
     case.call_and_validate(checks=[not_a_server_error], timeout=120)
 

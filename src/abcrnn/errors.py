@@ -14,7 +14,7 @@ class CorpusError(AbcrnnError, ValueError):
 
 
 class VocabularyError(AbcrnnError, ValueError):
-    """Text holds characters that the vocabulary does not contain."""
+    """Text contains characters that are not in the vocabulary."""
 
 
 class CheckpointError(AbcrnnError):

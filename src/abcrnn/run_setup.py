@@ -113,7 +113,7 @@ class RunData:
         if self.ranks.is_main:
             try:
                 self._write_checkpoint(path, rng)
-            except Exception as caught:  # raised below, once every rank knows
+            except Exception as caught:  # re-raised below, after all ranks learn of it
                 error = caught
         if self.ranks.any(error is not None):
             if error is not None:

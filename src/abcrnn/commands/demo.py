@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(config, run_dir: Path):
-    """Train `config` into `run_dir`, resuming when the folder holds a checkpoint."""
+    """Train `config` into `run_dir`, resuming when the folder contains a checkpoint."""
     from abcrnn.training import train
 
     resume = (run_dir / "checkpoints" / "last.pt").is_file()

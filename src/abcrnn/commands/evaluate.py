@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from abcrnn.commands.options import add_sampling_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `evaluate` subcommand to the CLI."""
@@ -29,36 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="N",
         help="tunes to sample, as one batch (default: %(default)s)",
     )
-    parser.add_argument(
-        "--temperature",
-        type=float,
-        default=1.0,
-        metavar="T",
-        help="sampling temperature, 0 = greedy (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="random seed (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--max-length",
-        type=int,
-        default=1500,
-        metavar="N",
-        help="maximum new characters per tune (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--prime",
-        default=None,
-        metavar="TEXT",
-        help="text each tune starts with (default: as abcrnn generate, 'X:1' and "
-        "a newline, or its longest prefix in the vocabulary)",
-    )
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda", "mps"),
-        default="auto",
-        help="device to sample on (default: %(default)s)",
-    )
+    add_sampling_arguments(parser)
     parser.add_argument(
         "--json",
         action="store_true",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from abcrnn.commands.options import add_sampling_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `generate` subcommand to the CLI."""
@@ -28,21 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="N",
         help="number of tunes, generated as one batch (default: %(default)s)",
     )
-    parser.add_argument(
-        "--prime",
-        default=None,
-        metavar="TEXT",
-        help="text each tune starts with; write newlines as $'X:1\\nT:' in bash "
-        "(default: 'X:1' and a newline, or its longest prefix in the vocabulary)",
-    )
-    parser.add_argument(
-        "--temperature",
-        type=float,
-        default=1.0,
-        metavar="T",
-        help="sampling temperature: 0 = greedy, above 1 = more surprising "
-        "(default: %(default)s)",
-    )
+    add_sampling_arguments(parser)
     parser.add_argument(
         "--top-k",
         type=int,
@@ -60,28 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "P, in (0, 1], 1 = all (default: %(default)s)",
     )
     parser.add_argument(
-        "--max-length",
-        type=int,
-        default=1500,
-        metavar="N",
-        help="maximum new characters per tune, not counting the prime "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="random seed (default: %(default)s)"
-    )
-    parser.add_argument(
         "--out",
         type=Path,
         default=None,
         metavar="DIR",
         help="output folder (default: <run folder>/generated)",
-    )
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda", "mps"),
-        default="auto",
-        help="device to sample on (default: %(default)s)",
     )
     parser.add_argument(
         "--no-render",

@@ -1,0 +1,41 @@
+"""Command-line options that several subcommands share."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --prime, --temperature, --max-length, --seed and --device to `parser`."""
+    parser.add_argument(
+        "--prime",
+        default=None,
+        metavar="TEXT",
+        help="text each tune starts with; write newlines as $'X:1\\nT:' in bash "
+        "(default: 'X:1' and a newline, or its longest prefix in the vocabulary)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        metavar="T",
+        help="sampling temperature: 0 = greedy, above 1 = more surprising "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=1500,
+        metavar="N",
+        help="maximum new characters per tune, not counting the prime "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "mps"),
+        default="auto",
+        help="device to sample on (default: %(default)s)",
+    )
