@@ -40,6 +40,7 @@ class Plan:
     race_eval_every: int = 100
     sample_length: int = 1000
     sample_tunes: tuple[int, ...] = (1, 64)
+    sample_stream: int = 4  # abcrnn samples this many times `count` tunes
     lab_max_calls: int = 64  # lab sampler calls per measurement, at most
     memory_steps: int = 10
     peak_size: int = 2048

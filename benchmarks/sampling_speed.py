@@ -4,9 +4,15 @@ Both samplers run the same weights: a lab-size model that abcrnn trained during 
 throughput phase, copied into the lab's LSTMModel for the lab's loop. So only the
 sampling code differs, and finished-tune counts come from the same network.
 
-chars/s counts the characters of text each sampler returns. abcrnn's batch keeps
-stepping finished tunes until the last one ends (checked every 32 characters), so
-its MFU here, based on returned characters, is a lower bound.
+abcrnn samples `sample_stream` times as many tunes as the count, `count` at a
+time: a slot whose tune ends starts the next one (checked every 32 characters).
+Its sampler uses bf16 where the device has it; the `_fp32` records run the same
+stream in fp32, and the `_one_call` records ask for just `count` tunes, so that
+call lasts as long as its longest tune. The lab's sampler writes `length`
+characters a call and its tunes are counted by the lab's song extractor.
+
+chars/s counts the characters of text each sampler returns. Slots idle between an
+end and the next check, so MFU here, based on returned characters, is a lower bound.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import Bench, fp32_peak_name
-from measure import model_flops_utilisation, ratio
+from measure import bf16_supported, model_flops_utilisation, ratio
 
 log = logging.getLogger(__name__)
 
@@ -41,29 +47,47 @@ def sampling_speed(
         "flops_per_char": flops,
         "peak_used": peak_name,
     }
+    bf16 = bf16_supported(bench.device)
     for count in bench.plan.sample_tunes:
         lab_record = bench.lab_side.sample(
             lab_model, count, length, bench.plan.lab_max_calls
         )
-        abcrnn_record = bench.abcrnn_side.sample(model, vocabulary, count, length)
-        for record in (lab_record, abcrnn_record):
+        # A stream of tunes, `count` at a time: the figure the targets use.
+        stream = count * bench.plan.sample_stream
+        records = {
+            f"lab_{count}": lab_record,
+            f"abcrnn_{count}": bench.abcrnn_side.sample(
+                model, vocabulary, stream, length, count, bf16
+            ),
+        }
+        if bf16:
+            records[f"abcrnn_{count}_fp32"] = bench.abcrnn_side.sample(
+                model, vocabulary, stream, length, count, False
+            )
+        if count > 1:
+            # Only `count` tunes in one call: it lasts as long as the longest tune.
+            records[f"abcrnn_{count}_one_call"] = bench.abcrnn_side.sample(
+                model, vocabulary, count, length, count, bf16
+            )
+        for name, record in records.items():
             record["mfu"] = model_flops_utilisation(
                 flops, record["chars_per_s"], peaks[peak_name] or 0.0
             )
-        section[f"lab_{count}"] = lab_record
-        section[f"abcrnn_{count}"] = abcrnn_record
-        section[f"ratios_{count}"] = {
-            "chars_per_s": ratio(
-                abcrnn_record["chars_per_s"], lab_record["chars_per_s"]
-            ),
-            "tunes_per_s": ratio(
-                abcrnn_record["tunes_per_s"], lab_record["tunes_per_s"]
-            ),
-        }
+            section[name] = record
+            if name != f"lab_{count}":
+                suffix = name.removeprefix(f"abcrnn_{count}")
+                section[f"ratios_{count}{suffix}"] = {
+                    "chars_per_s": ratio(
+                        record["chars_per_s"], lab_record["chars_per_s"]
+                    ),
+                    "tunes_per_s": ratio(
+                        record["tunes_per_s"], lab_record["tunes_per_s"]
+                    ),
+                }
         log.info(
-            "sampling %d tune(s): lab %.0f chars/s, abcrnn %.0f chars/s",
+            "sampling %d at a time: lab %.2f tunes/s, abcrnn %.2f tunes/s",
             count,
-            lab_record["chars_per_s"],
-            abcrnn_record["chars_per_s"],
+            lab_record["tunes_per_s"],
+            records[f"abcrnn_{count}"]["tunes_per_s"],
         )
     return section

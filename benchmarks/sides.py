@@ -240,10 +240,26 @@ class AbcrnnSide:
         return model, vocabulary, info
 
     def sample(
-        self, model: CharRNN, vocabulary: Vocabulary, num_tunes: int, length: int
+        self,
+        model: CharRNN,
+        vocabulary: Vocabulary,
+        num_tunes: int,
+        length: int,
+        at_once: int,
+        bf16: bool,
     ) -> dict[str, Any]:
-        """Time one batched `generate_tunes` call for `num_tunes` tunes."""
-        config = SampleConfig(num_tunes=num_tunes, max_length=length, seed=0)
+        """Time one `generate_tunes` call for `num_tunes` tunes, `at_once` together.
+
+        With bf16 off the sampler runs in fp32; with it on, in bf16 where the
+        device has it ("auto").
+        """
+        config = SampleConfig(
+            num_tunes=num_tunes,
+            max_length=length,
+            seed=0,
+            at_once=at_once,
+            bf16="auto" if bf16 else "off",
+        )
         result = None
 
         def generate() -> None:
@@ -255,6 +271,9 @@ class AbcrnnSide:
         finished = len(result.tunes) - result.unfinished
         record = sampling_record(seconds, chars, finished, calls=1)
         record["prime"] = default_prime(vocabulary)
+        record["num_tunes"] = num_tunes
+        record["at_once"] = at_once
+        record["bf16"] = bf16
         return record
 
 

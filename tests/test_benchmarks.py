@@ -74,9 +74,15 @@ for _count in (1, 64):
         for _field in ("chars_per_s", "tunes_per_s", "tunes_finished", "mfu"):
             REQUIRED_FIELDS.append(f"sampling.{_side}_{_count}.{_field}")
     REQUIRED_FIELDS += [
+        f"sampling.abcrnn_{_count}.at_once",
+        f"sampling.abcrnn_{_count}.bf16",
         f"sampling.ratios_{_count}.chars_per_s",
         f"sampling.ratios_{_count}.tunes_per_s",
     ]
+REQUIRED_FIELDS += [
+    "sampling.abcrnn_64_one_call.tunes_per_s",
+    "sampling.ratios_64_one_call.tunes_per_s",
+]
 for _job in ("lab_train", "abcrnn_train_fp32", "abcrnn_train_best", "lab_sample"):
     REQUIRED_FIELDS += [f"memory.{_job}.peak_bytes", f"memory.{_job}.delta_bytes"]
 for _count in (1, 64):

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from abcrnn import bf16_lstm
 from abcrnn.errors import ConfigError
 
 CELLS = ("lstm", "gru", "rnn")
@@ -55,6 +56,10 @@ class CharRNN(nn.Module):
 
     Dropout (probability `config.dropout`) acts between stacked recurrent layers and
     on the last layer's output, so it also regularises a one-layer network.
+
+    Under CPU bfloat16 autocast an LSTM of hidden size 1024 or more runs
+    `bf16_lstm`'s kernels, which are faster there than nn.LSTM's; the parameters
+    are nn.LSTM's either way.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -81,9 +86,21 @@ class CharRNN(nn.Module):
         """
         if state is None:
             state = self.initial_state(x.size(0), x.device)
-        output, state = self.rnn(self.embedding(x), state)  # (B, T, H)
+        if self._bf16_kernels(x):
+            output, state = bf16_lstm.lstm_forward(self.embedding, self.rnn, x, state)
+        else:
+            output, state = self.rnn(self.embedding(x), state)  # (B, T, H)
         logits = self.head(self.dropout(output))  # (B, T, V)
         return logits, state
+
+    def _bf16_kernels(self, x: torch.Tensor) -> bool:
+        return (
+            x.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and bf16_lstm.usable(self.rnn)
+            and self.config.hidden_size >= bf16_lstm.MIN_TRAINING_HIDDEN
+        )
 
     def initial_state(self, batch_size: int, device: torch.device | str) -> State:
         """Return a zero state: tensors of shape (num_layers, batch_size, hidden)."""

@@ -11,12 +11,16 @@ import contextlib
 import itertools
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
+from abcrnn import bf16_lstm
+from abcrnn.config import BF16_MODES
+from abcrnn.devices import autocast, resolve_bf16
 from abcrnn.errors import ConfigError, VocabularyError
+from abcrnn.model import State
 from abcrnn.vocabulary import Vocabulary
 
 # NOTE: in oneills1850 most X: numbers have several digits, so a model often writes
@@ -36,7 +40,7 @@ STOP_CHECK_EVERY = 32
 class SampleConfig:
     """Settings for one generation call.
 
-    num_tunes: how many tunes to generate, as one batch.
+    num_tunes: how many tunes to generate.
     prime: text that every tune starts with; None means `default_prime(vocab)`.
     temperature: divides the logits; 0 means greedy (always the most likely
         character), values above 1 make rarer characters more likely.
@@ -46,6 +50,10 @@ class SampleConfig:
     max_length: maximum number of new characters per tune, not counting the prime,
         so a prime longer than max_length is allowed.
     seed: seed of the sampling generator; the same seed gives the same tunes.
+    at_once: how many tunes are sampled together; a slot whose tune ends starts
+        the next one. 0 means all `num_tunes` together.
+    bf16: "auto", "on" or "off": bfloat16 matmuls where the device has them (CPUs
+        with AVX-512 BF16 or AMX, CUDA GPUs); "off" keeps fp32 throughout.
     """
 
     num_tunes: int = 1
@@ -55,6 +63,8 @@ class SampleConfig:
     top_p: float = 1.0
     max_length: int = 1000
     seed: int = 0
+    bf16: str = "auto"
+    at_once: int = 0
 
     def __post_init__(self) -> None:
         if self.num_tunes < 1:
@@ -77,6 +87,14 @@ class SampleConfig:
             )
         if self.prime == "":
             raise ConfigError("prime must not be empty; omit it to use the default")
+        if self.at_once < 0:
+            raise ConfigError(
+                f"at_once must be >= 0 (0 = all tunes together), got {self.at_once}"
+            )
+        if self.bf16 not in BF16_MODES:
+            raise ConfigError(
+                f"bf16 must be one of {', '.join(BF16_MODES)}, got {self.bf16!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -133,13 +151,53 @@ def generate_tunes(
     if device is None:
         device = _model_device(model)
     device = torch.device(device)
-    with torch.inference_mode(), _recurrent_kernels(device, config.num_tunes):
-        ids, lengths = _sample_ids(model, vocab, prime, config, device)
-    return _decode(vocab, prime, ids, lengths)
+    bf16 = resolve_bf16(config.bf16, device)
+    with (
+        torch.inference_mode(),
+        _recurrent_kernels(device, config.num_tunes, bf16),
+        autocast(device, bf16),
+        bf16_lstm.matmul_threads() as use_all,
+    ):
+        step = _stepper(
+            model,
+            min(config.num_tunes, config.at_once or config.num_tunes),
+            device,
+            bf16,
+            use_all,
+        )
+        sampled = _sample_ids(model, vocab, prime, config, device, step)
+    return _decode(vocab, prime, sampled)
+
+
+Step = Callable[[torch.Tensor, State], tuple[torch.Tensor, State]]
+
+
+def _stepper(
+    model: torch.nn.Module,
+    count: int,
+    device: torch.device,
+    bf16: bool,
+    use_all: Callable[[bool], None],
+) -> Step:
+    """Return a function that feeds one id per tune and gives logits (N, V).
+
+    On a CPU with bfloat16 an LSTM model steps through `bf16_lstm.Stepper`, which
+    casts and packs its weights once for the whole call and runs only its matmuls
+    on all threads (`use_all` is the switch from `bf16_lstm.matmul_threads`).
+    """
+    rnn = getattr(model, "rnn", None)
+    if bf16 and device.type == "cpu" and bf16_lstm.usable(rnn):
+        return bf16_lstm.Stepper(model, count, use_all)
+
+    def step(ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        logits, state = model(ids[:, None], state)
+        return logits[:, -1], state
+
+    return step
 
 
 def _recurrent_kernels(
-    device: torch.device, count: int
+    device: torch.device, count: int, bf16: bool
 ) -> contextlib.AbstractContextManager:
     """Return a context that picks PyTorch's native LSTM kernels for a few tunes on CPU.
 
@@ -148,7 +206,7 @@ def _recurrent_kernels(
     lab-size model (LSTM 1024): 6.95 ms a step with oneDNN against 1.38 ms native
     for 1 tune, 8.2 against 7.0 ms for 8, about equal at 16, oneDNN ahead from 32.
     """
-    if device.type != "cpu" or count >= ONEDNN_MIN_TUNES:
+    if bf16 or device.type != "cpu" or count >= ONEDNN_MIN_TUNES:
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
     # Setting the flags also sets oneDNN's TF32 switch, which warns on CPU builds.
@@ -170,36 +228,93 @@ def _sample_ids(
     prime: str,
     config: SampleConfig,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return new ids (N, max_length) and each tune's length up to its end marker.
+    step: Step,
+) -> list[tuple[list[int], bool]]:
+    """Return each tune's new ids and whether it ended with the end marker.
 
-    A tune that never ended has length -1.
+    Tunes come in the order they were started. Up to `config.at_once` tunes are
+    sampled together, one per slot; every STOP_CHECK_EVERY characters, slots whose
+    tune has ended are read out and start the next tune from the prime's state.
     """
     count, max_length = config.num_tunes, config.max_length
+    slots = min(count, config.at_once or count)
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
     newline = vocab.encode("\n")[0] if "\n" in vocab else -1
+    starts_after_newline = prime.endswith("\n")
 
-    # Run the prime through the network from a zero state.
+    # Run the prime through the network; a slot starting a tune takes its result.
     prime_ids = torch.tensor(vocab.encode(prime), device=device)
-    state = model.initial_state(count, device)
-    logits, state = model(prime_ids.expand(count, -1), state)  # (N, P, V)
-    after_newline = torch.full((count,), prime.endswith("\n"), device=device)
+    prime_logits, prime_state = model(
+        prime_ids.expand(slots, -1), model.initial_state(slots, device)
+    )
+    prime_logits = prime_logits[:, -1].float()  # (S, V)
+    logits, state = prime_logits.clone(), _clone_state(prime_state)
 
-    # Sample one character per step for every tune; record where each one ends.
-    ids = torch.empty(count, max_length, dtype=torch.long, device=device)
-    lengths = torch.full((count,), -1, dtype=torch.long, device=device)
-    for position in range(max_length):
-        next_ids = pick_next(logits[:, -1], config, generator)  # (N,)
-        ids[:, position] = next_ids
+    # Column max_length of `written` takes the characters of ended slots.
+    written = torch.zeros(slots, max_length + 1, dtype=torch.long, device=device)
+    rows = torch.arange(slots, device=device)
+    position = torch.zeros(slots, dtype=torch.long, device=device)
+    ended = torch.zeros(slots, dtype=torch.bool, device=device)
+    marked = torch.zeros(slots, dtype=torch.bool, device=device)  # by "\n\n"
+    after_newline = torch.full((slots,), starts_after_newline, device=device)
+    slot_tune = list(range(slots))  # which tune each slot holds; -1 = idle
+    results: list[tuple[list[int], bool] | None] = [None] * count
+    started = slots
+    for characters in itertools.count(1):
+        next_ids = pick_next(logits, config, generator)  # (S,)
+        written[rows, torch.where(ended, max_length, position)] = next_ids
         is_newline = next_ids == newline
-        ends_here = after_newline & is_newline & (lengths < 0)
-        lengths = torch.where(ends_here, position + 1, lengths)
+        marked |= ~ended & after_newline & is_newline
+        position += ~ended
+        ended |= marked | (position >= max_length)
         after_newline = is_newline
-        if (position + 1) % STOP_CHECK_EVERY == 0 and bool((lengths >= 0).all()):
-            return ids[:, : position + 1], lengths
-        logits, state = model(next_ids[:, None], state)  # (N, 1, V)
-    return ids, lengths
+        restart: list[int] = []
+        if characters % STOP_CHECK_EVERY == 0 and bool(ended.any()):
+            for slot in ended.nonzero().flatten().tolist():
+                if slot_tune[slot] < 0:
+                    continue
+                tune_ids = written[slot, : int(position[slot])].tolist()
+                results[slot_tune[slot]] = (tune_ids, bool(marked[slot]))
+                slot_tune[slot] = -1
+                if started < count:
+                    slot_tune[slot] = started
+                    started += 1
+                    restart.append(slot)
+            if all(tune < 0 for tune in slot_tune):
+                break
+        logits, state = step(next_ids, state)  # (S, V)
+        if restart:
+            # These slots start their next tune from the prime's result.
+            index = torch.tensor(restart, device=device)
+            _reset_slots(state, prime_state, index)
+            logits[index] = prime_logits[index]
+            position[index] = 0
+            ended[index] = False
+            marked[index] = False
+            after_newline[index] = starts_after_newline
+    return [result for result in results if result is not None]
+
+
+def _parts(state: State) -> tuple[torch.Tensor, ...]:
+    return state if isinstance(state, tuple) else (state,)
+
+
+def _clone_state(state: State) -> State:
+    parts = tuple(part.clone() for part in _parts(state))
+    return parts if isinstance(state, tuple) else parts[0]
+
+
+def _reset_slots(state: State, start: State, index: torch.Tensor) -> None:
+    """Copy batch positions `index` of `start` into `state`, in place.
+
+    The batch axis is 1 for states shaped (layers, batch, ...), else 0.
+    """
+    for part, initial in zip(_parts(state), _parts(start), strict=True):
+        if part.dim() >= 2:
+            part[:, index] = initial[:, index].to(part.dtype)
+        else:
+            part[index] = initial[index].to(part.dtype)
 
 
 def pick_next(
@@ -229,11 +344,8 @@ def _keep_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def _decode(
-    vocab: Vocabulary, prime: str, ids: torch.Tensor, lengths: torch.Tensor
+    vocab: Vocabulary, prime: str, sampled: list[tuple[list[int], bool]]
 ) -> GenerationResult:
-    tunes = []
-    for row, length in zip(ids.tolist(), lengths.tolist(), strict=True):
-        new_text = vocab.decode(row if length < 0 else row[:length])
-        tunes.append((prime + new_text).rstrip())
-    unfinished = sum(1 for length in lengths.tolist() if length < 0)
+    tunes = [(prime + vocab.decode(ids)).rstrip() for ids, _ in sampled]
+    unfinished = sum(1 for _, marked in sampled if not marked)
     return GenerationResult(tunes, unfinished)
