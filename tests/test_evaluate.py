@@ -148,6 +148,8 @@ def test_evaluate_writes_every_field(trained_run, capsys):
         "seed": 4,
         "max_length": 80,
         "prime": None,
+        "at_once": 64,
+        "bf16": "auto",
     }
     assert saved["corpus"]["train_tunes"] == 7
     assert saved["corpus"]["valid_tunes"] == 1

@@ -46,7 +46,8 @@ class EvaluateConfig:
 
     temperature divides the logits (0 = greedy); max_length is in new characters
     per tune; seed makes the sampled tunes repeatable; prime is the text every
-    tune starts with (None: the sampler's default, as `abcrnn generate` uses).
+    tune starts with (None: the sampler's default, as `abcrnn generate` uses);
+    at_once and bf16 are passed on to SampleConfig.
     """
 
     num_tunes: int = 100
@@ -54,6 +55,8 @@ class EvaluateConfig:
     seed: int = 0
     max_length: int = 1500
     prime: str | None = None
+    at_once: int = 64
+    bf16: str = "auto"
 
     def __post_init__(self) -> None:
         if self.num_tunes < 1:
@@ -215,6 +218,8 @@ def evaluate_run(
         temperature=config.temperature,
         max_length=config.max_length,
         seed=config.seed,
+        at_once=config.at_once,
+        bf16=config.bf16,
     )
     generated = generate_tunes(model, vocab, settings, device)
     bpc = None

@@ -1,8 +1,10 @@
 """Compose tunes with a trained model: batched sampling with stop rules.
 
-All requested tunes are generated together as one batch. Each starts from the prime
-text and a zero state, and ends at its first blank line ("\\n\\n", the separator
-between tunes in the training text) or after `max_length` new characters.
+Tunes are sampled together, up to `SampleConfig.at_once` at a time, one per slot.
+Each starts from the prime text and a zero state, and ends at its first blank line
+("\\n\\n", the separator between tunes in the training text) or after `max_length`
+new characters; its slot then starts the next tune. On CPUs with bfloat16 an LSTM
+samples through `bf16_lstm.Stepper`.
 """
 
 from __future__ import annotations

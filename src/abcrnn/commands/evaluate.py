@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_length=args.max_length,
         prime=args.prime,
+        at_once=args.at_once,
+        bf16=args.bf16,
     )
     report = evaluate_run(args.run_dir, config, resolve_device(args.device))
     json_path, md_path = write_evaluation(args.run_dir, report)

@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         max_length=args.max_length,
         seed=args.seed,
+        at_once=args.at_once,
+        bf16=args.bf16,
     )
     device = resolve_device(args.device)
     model, vocab, info = load_for_sampling(args.source, device)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from abcrnn.config import BF16_MODES
+
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --prime, --temperature, --max-length, --seed and --device to `parser`."""
+    """Add --prime, --temperature, --max-length, --seed, --at-once, --bf16 and
+    --device to `parser`."""
     parser.add_argument(
         "--prime",
         default=None,
@@ -32,6 +35,21 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--at-once",
+        type=int,
+        default=64,
+        metavar="N",
+        help="tunes sampled together; when one ends, the next starts in its place, "
+        "0 = all of them together (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bf16",
+        choices=BF16_MODES,
+        default="auto",
+        help="bfloat16 matmuls for sampling; auto uses them on CUDA and on CPUs "
+        "with AVX-512 BF16/AMX (default: %(default)s)",
     )
     parser.add_argument(
         "--device",
