@@ -10,9 +10,8 @@ bf16 where the hardware has it. They also contain a batch-size sweep, the wall t
 to reach the lab's best validation loss, sampling speed for 1 and 64 tunes, peak
 memory and MFU, with abcrnn / lab ratios. suite.py assembles the fields.
 
-The lab's full 3000-step run is the longest part: about 45 minutes on 2 shared
-cores of an AMD EPYC (Zen 4), an estimate from 50 timed steps. It is written to
-lab_curve.json beside --out, and --lab-curve reuses such a file. --quick shrinks
+The lab's full 3000-step run is the longest part (see FULL_PLAN). It is written
+to lab_curve.json beside --out, and --lab-curve reuses such a file. --quick shrinks
 every phase to seconds, for smoke tests.
 """
 
@@ -36,10 +35,10 @@ from workload import build_workload, tunes_from_lab_file  # noqa: E402
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 
-# Sized for a 2-core CPU. These estimates come from short runs on one. The lab's
-# 3000 steps take about 45 minutes (0.8 to 1 s a step). The throughput rounds and
-# sweep take about 12 minutes. The race takes at most 20 minutes, because it runs
-# at most 1500 steps of `default` at about 0.8 s each.
+# Sized for a 2-core CPU. Measured on one (AMD EPYC, Zen 4): the lab's 3000 steps
+# take about 13 minutes, the throughput rounds and batch-size sweep about 5, and
+# the race at most 5 (1000 steps of `default` at about 0.27 s each); the whole
+# run took 21 minutes.
 FULL_PLAN = Plan(lab_max_calls=16)
 
 

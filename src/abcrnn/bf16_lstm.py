@@ -5,11 +5,11 @@ to fp32 at small batches. This module runs the recurrence step by step instead:
 each step's matmul goes through a oneDNN linear whose bf16 weight is packed once
 per call, and the gate arithmetic and cell state stay in fp32.
 
-Measured on a 2-core AMD EPYC (Zen 4) with the lab's model size (LSTM 1024, batch 8):
-one step's recurrent matmul takes 0.24 ms packed against 0.42 ms with torch.mm on
-the same bf16 tensors and 1.9 ms in fp32; torch.tanh on an 8 x 1024 tensor takes
-80 us (it hands small tensors to MKL's threads) against 5 us for torch.sigmoid,
-so tanh is computed here as 2 * sigmoid(2x) - 1.
+Measured on a 2-core AMD EPYC (Zen 4) with the lab's model size (LSTM 1024, batch 8),
+one step's recurrent matmul takes 0.24 ms packed, 0.42 ms with torch.mm on the same
+bf16 tensors and 1.9 ms in fp32. On the same machine torch.tanh on an 8 x 1024
+tensor takes 80 us against 5 us for torch.sigmoid, so tanh is computed here as
+2 * sigmoid(2x) - 1.
 
 The first layer's input projection is folded into a table: embedding followed by
 a linear map is itself a linear map of the character, so the table
@@ -29,11 +29,11 @@ from torch import nn
 
 LOW = torch.bfloat16
 # CharRNN uses these kernels under autocast from this hidden size up. Training
-# chars/s measured on a 2-core AMD EPYC (Zen 4), these kernels against oneDNN's
-# bf16 LSTM: hidden 1024 (embedding 256, sequence 100) 5,500 against 2,500 at
-# batch 8, 5,700 against 3,900 at 16, 6,600 against 5,700 at 32; hidden 512
-# (embedding 64, sequence 160) 11,300 against 12,400 at batch 8, 13,700 against
-# 16,600 at 16, 15,000 against 18,800 at 32. Sampling uses them at every size.
+# chars/s on a 2-core AMD EPYC (Zen 4), these kernels / oneDNN's bf16 LSTM:
+#   batch                              8                16               32
+#   hidden 1024, emb 256, seq 100:     5,500 / 2,500    5,700 / 3,900    6,600 / 5,700
+#   hidden 512, emb 64, seq 160:       11,300 / 12,400  13,700 / 16,600  15,000 / 18,800
+# Sampling uses them at every size.
 MIN_TRAINING_HIDDEN = 1024
 Linear = Callable[[torch.Tensor], torch.Tensor]
 
@@ -104,7 +104,7 @@ def cell_step(
     c_next: torch.Tensor,
     tanh_c: torch.Tensor,
 ) -> torch.Tensor:
-    """One LSTM cell update in fp32, written into preallocated tensors.
+    """Update one LSTM cell in fp32, writing into preallocated tensors.
 
     gates (B, 4H) are the pre-activations in PyTorch's order i, f, g, o; they are
     overwritten. `acts` receives sigmoid(i, f, o) and tanh(g), `c_next` the new
@@ -270,7 +270,7 @@ def usable(lstm: nn.Module) -> bool:
 
 
 class Stepper:
-    """Advance a CharRNN with an LSTM by one character per call, with bf16 matmuls.
+    """A CharRNN with an LSTM, advanced one character per call with bf16 matmuls.
 
     Weights are cast and packed once, when the stepper is made; build a new one
     after changing the model. Meant for sampling: no gradients, no dropout.
