@@ -45,7 +45,7 @@ def sampling_speed(
         },
         "length": length,
         "flops_per_char": flops,
-        "peak_used": peak_name,
+        "peak_used": f"{peak_name}, or bf16 for records with bf16 true",
     }
     bf16 = bf16_supported(bench.device)
     for count in bench.plan.sample_tunes:
@@ -70,8 +70,9 @@ def sampling_speed(
                 model, vocabulary, count, length, count, bf16
             )
         for name, record in records.items():
+            record_peak = "bf16" if record.get("bf16") else peak_name
             record["mfu"] = model_flops_utilisation(
-                flops, record["chars_per_s"], peaks[peak_name] or 0.0
+                flops, record["chars_per_s"], peaks[record_peak] or 0.0
             )
             section[name] = record
             if name != f"lab_{count}":
