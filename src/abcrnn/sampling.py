@@ -138,7 +138,7 @@ def generate_tunes(
     config: SampleConfig,
     device: torch.device | str | None = None,
 ) -> GenerationResult:
-    """Generate `config.num_tunes` tunes at once from `model`.
+    """Generate `config.num_tunes` tunes from `model`, `config.at_once` at a time.
 
     Raises VocabularyError when the prime has characters outside `vocab`.
     """
