@@ -158,6 +158,16 @@ def test_stream_of_tunes_through_fewer_slots(bf16):
     assert again.tunes == result.tunes
 
 
+@NEEDS_BF16
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_other_cells_stream_under_bf16(cell):
+    # These cells sample through the model under autocast, whose logits are bf16.
+    model = make_model(vocab_size=len(VOCAB), cell=cell).eval()
+    config = SampleConfig(num_tunes=4, at_once=1, max_length=40, bf16="on")
+    result = generate_tunes(model, VOCAB, config)
+    assert len(result) == 4
+
+
 def test_greedy_stream_matches_one_batch():
     # With temperature 0 every tune is the same, however the slots are used.
     model = make_model(vocab_size=len(VOCAB)).eval()

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from abcrnn import sampling
 from abcrnn.errors import ConfigError, VocabularyError
 from abcrnn.model import CharRNN, ModelConfig
 from abcrnn.sampling import SampleConfig, default_prime, generate_tunes
@@ -181,6 +182,29 @@ def test_early_stop_check_keeps_results():
     assert generate_tunes(model, ABC_VOCAB, long).tunes == ["X:1\na"]
 
 
+def test_huge_max_length_costs_no_memory():
+    # Room for characters grows with the tunes, so 10**12 allocates nothing large.
+    model = Scripted(ABC_VOCAB, ["ab\n\ngggg", "c\n\nfffff"])
+    config = SampleConfig(num_tunes=2, prime="X:1\n", temperature=0, max_length=10**12)
+    result = generate_tunes(model, ABC_VOCAB, config)
+    assert result.tunes == ["X:1\nab", "X:1\nc"]
+    assert result.unfinished == 0
+
+
+def test_slots_restart_with_long_tunes(monkeypatch):
+    # Two slots for four tunes, and tunes longer than the sampler's first room.
+    monkeypatch.setattr(sampling, "FIRST_CAPACITY", 4)
+    scripts = ["abcabcabcabc\n\n", "fffffffff\n\n"]
+    model = Scripted(ABC_VOCAB, scripts)
+    config = SampleConfig(
+        num_tunes=4, at_once=2, prime="X:1\n", temperature=0, max_length=100
+    )
+    result = generate_tunes(model, ABC_VOCAB, config)
+    expected = ["X:1\nabcabcabcabc", "X:1\nfffffffff"] * 2
+    assert result.tunes == expected
+    assert result.unfinished == 0
+
+
 def test_prime_with_unknown_characters():
     # The vocabulary of a corpus with no space, "f", "l", "R" or "é".
     vocab = Vocabulary.from_text("\n/1248:ABCDEFGKLMNTX]aceops|")
@@ -210,6 +234,9 @@ def test_default_prime_drawn_from_vocabulary(text, expected):
         ({"max_length": 0}, "max_length must be >= 1 new character, got 0"),
         ({"num_tunes": 0}, "num_tunes must be >= 1, got 0"),
         ({"prime": ""}, "prime must not be empty"),
+        ({"at_once": 1.5}, "at_once must be an integer, got 1.5"),
+        ({"num_tunes": True}, "num_tunes must be an integer, got True"),
+        ({"max_length": 2.0}, "max_length must be an integer, got 2.0"),
     ],
 )
 def test_sample_config_rejects_bad_values(settings, message):

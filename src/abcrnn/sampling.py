@@ -36,6 +36,9 @@ ONEDNN_MIN_TUNES = 16
 # How often (in generated characters) to ask the device whether every tune has
 # ended. Asking waits for the device, so it is not done at every step.
 STOP_CHECK_EVERY = 32
+# Characters per tune that the sampler makes room for at first; it doubles the room
+# as tunes grow, so a large max_length costs memory only when tunes are that long.
+FIRST_CAPACITY = 1024
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,10 @@ class SampleConfig:
     at_once: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("num_tunes", "top_k", "max_length", "seed", "at_once"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
         if self.num_tunes < 1:
             raise ConfigError(f"num_tunes must be >= 1, got {self.num_tunes}")
         if not self.temperature >= 0:
@@ -154,19 +161,14 @@ def generate_tunes(
         device = _model_device(model)
     device = torch.device(device)
     bf16 = resolve_bf16(config.bf16, device)
+    slots = min(config.num_tunes, config.at_once or config.num_tunes)
     with (
         torch.inference_mode(),
-        _recurrent_kernels(device, config.num_tunes, bf16),
+        _recurrent_kernels(device, slots, bf16),
         autocast(device, bf16),
         bf16_lstm.matmul_threads() as use_all,
     ):
-        step = _stepper(
-            model,
-            min(config.num_tunes, config.at_once or config.num_tunes),
-            device,
-            bf16,
-            use_all,
-        )
+        step = _stepper(model, slots, device, bf16, use_all)
         sampled = _sample_ids(model, vocab, prime, config, device, step)
     return _decode(vocab, prime, sampled)
 
@@ -181,7 +183,7 @@ def _stepper(
     bf16: bool,
     use_all: Callable[[bool], None],
 ) -> Step:
-    """Return a function that feeds one id per tune and gives logits (N, V).
+    """Return a function that feeds one id per tune and gives fp32 logits (N, V).
 
     On a CPU with bfloat16 an LSTM model steps through `bf16_lstm.Stepper`, which
     casts and packs its weights once for the whole call and runs only its matmuls
@@ -193,7 +195,7 @@ def _stepper(
 
     def step(ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         logits, state = model(ids[:, None], state)
-        return logits[:, -1], state
+        return logits[:, -1].float(), state
 
     return step
 
@@ -253,8 +255,12 @@ def _sample_ids(
     prime_logits = prime_logits[:, -1].float()  # (S, V)
     logits, state = prime_logits.clone(), _clone_state(prime_state)
 
-    # Column max_length of `written` takes the characters of ended slots.
-    written = torch.zeros(slots, max_length + 1, dtype=torch.long, device=device)
+    # `written` holds each slot's characters; its last column takes those of ended
+    # slots. It starts short and doubles, up to max_length, as tunes grow.
+    capacity = min(max_length, FIRST_CAPACITY)
+    written = torch.zeros(slots, capacity + 1, dtype=torch.long, device=device)
+    oldest_start = 0  # the step before the first character of the oldest tune
+    slot_start = [0] * slots
     rows = torch.arange(slots, device=device)
     position = torch.zeros(slots, dtype=torch.long, device=device)
     ended = torch.zeros(slots, dtype=torch.bool, device=device)
@@ -264,8 +270,11 @@ def _sample_ids(
     results: list[tuple[list[int], bool] | None] = [None] * count
     started = slots
     for characters in itertools.count(1):
+        if characters - oldest_start > capacity and capacity < max_length:
+            capacity = min(max_length, 2 * capacity)
+            written = _widen(written, capacity + 1)
         next_ids = pick_next(logits, config, generator)  # (S,)
-        written[rows, torch.where(ended, max_length, position)] = next_ids
+        written[rows, torch.where(ended, capacity, position)] = next_ids
         is_newline = next_ids == newline
         marked |= ~ended & after_newline & is_newline
         position += ~ended
@@ -282,9 +291,12 @@ def _sample_ids(
                 if started < count:
                     slot_tune[slot] = started
                     started += 1
+                    slot_start[slot] = characters
                     restart.append(slot)
-            if all(tune < 0 for tune in slot_tune):
+            active = [slot_start[slot] for slot in range(slots) if slot_tune[slot] >= 0]
+            if not active:
                 break
+            oldest_start = min(active)
         logits, state = step(next_ids, state)  # (S, V)
         if restart:
             # These slots start their next tune from the prime's result.
@@ -296,6 +308,13 @@ def _sample_ids(
             marked[index] = False
             after_newline[index] = starts_after_newline
     return [result for result in results if result is not None]
+
+
+def _widen(written: torch.Tensor, columns: int) -> torch.Tensor:
+    """Return `written` copied into a wider zero tensor with `columns` columns."""
+    wider = written.new_zeros(written.size(0), columns)
+    wider[:, : written.size(1) - 1] = written[:, :-1]
+    return wider
 
 
 def _parts(state: State) -> tuple[torch.Tensor, ...]:

@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=int,
         default=100,
         metavar="N",
-        help="tunes to sample, as one batch (default: %(default)s)",
+        help="tunes to sample (default: %(default)s)",
     )
     add_sampling_arguments(parser)
     parser.add_argument(

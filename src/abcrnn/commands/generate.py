@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=int,
         default=5,
         metavar="N",
-        help="number of tunes, generated as one batch (default: %(default)s)",
+        help="number of tunes (default: %(default)s)",
     )
     add_sampling_arguments(parser)
     parser.add_argument(
