@@ -1,7 +1,7 @@
 """A training callback that samples tunes, saves them and scores them with the checker.
 
 The training loop does not import this module; `abcrnn train` passes the callback
-in, so sampling and checking stay above the loop.
+in (as does `abcrnn demo`), so sampling and checking stay above the loop.
 """
 
 from __future__ import annotations

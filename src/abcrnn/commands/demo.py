@@ -100,13 +100,15 @@ def run(args: argparse.Namespace) -> int:
 def _train(config, run_dir: Path):
     """Train `config` into `run_dir`, resuming when the folder contains a checkpoint."""
     from abcrnn.training import train
+    from abcrnn.training_samples import sample_callback
 
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
     if resume:
         print(f"resuming {run_dir} (delete the folder to start over)")
     else:
         print(f"training into {run_dir}")
-    return train(config, run_dir, resume=resume, progress=True)
+    callbacks = [sample_callback(run_dir, config)] if config.sample_every else []
+    return train(config, run_dir, resume=resume, callbacks=callbacks, progress=True)
 
 
 def _compose(run_dir: Path, tunes_dir: Path, args: argparse.Namespace):
