@@ -11,10 +11,10 @@ bf16 tensors and 1.9 ms in fp32. On the same machine torch.tanh on an 8 x 1024
 tensor takes 80 us against 5 us for torch.sigmoid, so tanh is computed here as
 2 * sigmoid(2x) - 1.
 
-The first layer's input projection is folded into a table: embedding followed by
-a linear map is itself a linear map of the character, so the table
-(vocabulary x 4 * hidden) replaces a (batch * time) x embedding x 4 * hidden matmul
-with a lookup, in training and in sampling.
+The first layer's input projection is folded into a table (vocabulary x 4 * hidden).
+An embedding followed by a linear map is itself a linear map of the character, so
+a lookup in the table replaces a (batch * time) x embedding x 4 * hidden matmul, in
+training and in sampling.
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ ONEDNN_MIN_TUNES = 16
 # How often (in generated characters) to ask the device whether every tune has
 # ended. Asking waits for the device, so it is not done at every step.
 STOP_CHECK_EVERY = 32
-# Characters per tune that the sampler makes room for at first; it doubles the room
-# as tunes grow, so a large max_length costs memory only when tunes are that long.
+# Characters per tune that the sampler makes room for at first. The room doubles as
+# tunes grow, so a large max_length costs memory only when tunes are that long.
 FIRST_CAPACITY = 1024
 
 
@@ -237,7 +237,7 @@ def _sample_ids(
     """Return each tune's new ids and whether it ended with the end marker.
 
     Tunes come in the order they were started. Up to `config.at_once` tunes are
-    sampled together, one per slot; every STOP_CHECK_EVERY characters, slots whose
+    sampled together, one per slot. Every STOP_CHECK_EVERY characters, slots whose
     tune has ended are read out and start the next tune from the prime's state.
     """
     count, max_length = config.num_tunes, config.max_length
@@ -255,8 +255,8 @@ def _sample_ids(
     prime_logits = prime_logits[:, -1].float()  # (S, V)
     logits, state = prime_logits.clone(), _clone_state(prime_state)
 
-    # `written` holds each slot's characters; its last column takes those of ended
-    # slots. It starts short and doubles, up to max_length, as tunes grow.
+    # `written` contains each slot's characters, and its last column takes those of
+    # ended slots. It starts short and doubles, up to max_length, as tunes grow.
     capacity = min(max_length, FIRST_CAPACITY)
     written = torch.zeros(slots, capacity + 1, dtype=torch.long, device=device)
     oldest_start = 0  # the step before the first character of the oldest tune
