@@ -149,6 +149,9 @@ def process_group(device: str) -> Iterator[Ranks]:
         ) from error
     try:
         yield _current_ranks()
+        # Leave together: a rank that tore down Gloo while another still used it
+        # sometimes aborted at exit ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
