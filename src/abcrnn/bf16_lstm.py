@@ -213,8 +213,8 @@ def input_table(embedding: nn.Embedding, lstm: nn.LSTM) -> torch.Tensor:
 
     Row v is W_ih @ embedding[v] + b_ih + b_hh. Gradients flow to all four tensors.
     """
-    bias = lstm.bias_ih_l0 + lstm.bias_hh_l0 if lstm.bias else 0
-    return F.linear(embedding.weight.float(), lstm.weight_ih_l0.float()) + bias
+    weight = lstm.weight_ih_l0.float()
+    return F.linear(embedding.weight.float(), weight) + _layer_bias(lstm, 0)
 
 
 def lstm_forward(
@@ -251,12 +251,15 @@ def _layer_input(lstm: nn.LSTM, layer: int, below: torch.Tensor) -> torch.Tensor
     """Return the input projection (B, T, 4H) of `layer` > 0 from the layer below."""
     inputs = F.dropout(below, lstm.dropout, lstm.training)
     weight = getattr(lstm, f"weight_ih_l{layer}")
-    xproj = F.linear(inputs.to(LOW), weight.to(LOW)).float()
-    if lstm.bias:
-        xproj = xproj + (
-            getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
-        )
-    return xproj
+    return F.linear(inputs.to(LOW), weight.to(LOW)).float() + _layer_bias(lstm, layer)
+
+
+def _layer_bias(lstm: nn.LSTM, layer: int) -> torch.Tensor | float:
+    """Return the sum of `layer`'s two biases in fp32, or 0 for an LSTM without."""
+    if not lstm.bias:
+        return 0.0
+    total = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
+    return total.float()
 
 
 def usable(lstm: nn.Module) -> bool:
@@ -296,15 +299,7 @@ class Stepper:
                 bf16_linear(getattr(lstm, f"weight_ih_l{layer}"), batch_size)
                 for layer in range(1, self.layers)
             ]
-            self.biases = [
-                (
-                    getattr(lstm, f"bias_ih_l{layer}")
-                    + getattr(lstm, f"bias_hh_l{layer}")
-                ).float()
-                if lstm.bias
-                else 0
-                for layer in range(1, self.layers)
-            ]
+            self.biases = [_layer_bias(lstm, layer) for layer in range(1, self.layers)]
         self.head_weight = model.head.weight.detach().float()
         self.head_bias = model.head.bias.detach().float()
 

@@ -212,15 +212,8 @@ def evaluate_run(
     train_config = TrainConfig.from_dict(saved_settings)
     corpus = run_corpus(train_config, saved.get("corpus"))
 
-    settings = SampleConfig(
-        num_tunes=config.num_tunes,
-        prime=config.prime,
-        temperature=config.temperature,
-        max_length=config.max_length,
-        seed=config.seed,
-        at_once=config.at_once,
-        bf16=config.bf16,
-    )
+    # EvaluateConfig's fields are a subset of SampleConfig's.
+    settings = SampleConfig(**asdict(config))
     generated = generate_tunes(model, vocab, settings, device)
     bpc = None
     if corpus.valid_tunes:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from abcrnn.commands.options import add_sampling_arguments
+from abcrnn.commands.options import add_sampling_arguments, sampling_settings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -47,15 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from abcrnn.evaluate import EvaluateConfig, evaluate_run, write_evaluation
     from abcrnn.evaluation_report import evaluation_markdown
 
-    config = EvaluateConfig(
-        num_tunes=args.num_tunes,
-        temperature=args.temperature,
-        seed=args.seed,
-        max_length=args.max_length,
-        prime=args.prime,
-        at_once=args.at_once,
-        bf16=args.bf16,
-    )
+    config = EvaluateConfig(num_tunes=args.num_tunes, **sampling_settings(args))
     report = evaluate_run(args.run_dir, config, resolve_device(args.device))
     json_path, md_path = write_evaluation(args.run_dir, report)
     if args.json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from abcrnn.commands.options import add_sampling_arguments
+from abcrnn.commands.options import add_sampling_arguments, sampling_settings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -98,14 +98,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = SampleConfig(
         num_tunes=args.num_tunes,
-        prime=args.prime,
-        temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
-        max_length=args.max_length,
-        seed=args.seed,
-        at_once=args.at_once,
-        bf16=args.bf16,
+        **sampling_settings(args),
     )
     device = resolve_device(args.device)
     model, vocab, info = load_for_sampling(args.source, device)

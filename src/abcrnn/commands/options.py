@@ -57,3 +57,13 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="device to sample on (default: %(default)s)",
     )
+
+
+def sampling_settings(args: argparse.Namespace) -> dict[str, object]:
+    """Return the values of the flags that `add_sampling_arguments` adds, by field.
+
+    The keys are SampleConfig's field names, so the dict fills in SampleConfig or
+    EvaluateConfig; --device is left out.
+    """
+    names = ("prime", "temperature", "max_length", "seed", "at_once", "bf16")
+    return {name: getattr(args, name) for name in names}
