@@ -35,10 +35,10 @@ from workload import build_workload, tunes_from_lab_file  # noqa: E402
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 
-# Sized for a 2-core CPU. Measured on one (AMD EPYC, Zen 4): the lab's 3000 steps
-# take about 13 minutes, the throughput rounds and batch-size sweep about 5, and
-# the race at most 5 (1000 steps of `default` at about 0.27 s each); the whole
-# run took 21 minutes.
+# Sized for a 2-core CPU. On one (AMD EPYC, Zen 4) the lab's 3000 steps took 10 to
+# 11 minutes and the throughput rounds with the batch-size sweep about 3. The race
+# takes at most 5 (1000 steps of `default` at about 0.25 s each), and whole runs
+# took 16 to 17 minutes.
 FULL_PLAN = Plan(lab_max_calls=16)
 
 

@@ -6,9 +6,9 @@ sampling code differs, and finished-tune counts come from the same network.
 
 abcrnn samples `sample_stream` times as many tunes as the count, `count` at a
 time: a slot whose tune ends starts the next one (checked every 32 characters).
-Its sampler uses bf16 where the device has it; the `_fp32` records run the same
-stream in fp32, and the `_one_call` records ask for just `count` tunes, so that
-call lasts as long as its longest tune. The lab's sampler writes `length`
+Its sampler uses bf16 where the device has it. The `_fp32` records run the same
+stream in fp32. The `_one_call` records ask for just `count` tunes, so that call
+lasts as long as its longest tune. The lab's sampler writes `length`
 characters a call and its tunes are counted by the lab's song extractor.
 
 chars/s counts the characters of text each sampler returns. Slots idle between an

@@ -11,7 +11,7 @@ from abcrnn.model import CharRNN, ModelConfig
 from abcrnn.sampling import SampleConfig, generate_tunes
 from abcrnn.vocabulary import Vocabulary
 
-# bf16 keeps 8 bits of mantissa; over a few dozen steps the kernels stay within a
+# bf16 keeps 8 bits of mantissa. Over a few dozen steps the kernels stay within a
 # few tenths of a percent of fp32 (measured: at most 0.5 % on these sizes).
 RELATIVE_TOLERANCE = 0.02
 
@@ -122,10 +122,8 @@ def test_bf16_linear_matches_matmul():
         assert relative_error(linear(x), expected) < 1e-2
     transposed = bf16_lstm.bf16_linear(weight.t(), 3)
     y = torch.randn(3, 48, generator=generator).to(torch.bfloat16)
-    assert (
-        relative_error(transposed(y), y.float() @ weight.to(torch.bfloat16).float())
-        < 1e-2
-    )
+    expected_transposed = y.float() @ weight.to(torch.bfloat16).float()
+    assert relative_error(transposed(y), expected_transposed) < 1e-2
 
 
 def test_thread_count_restored_after_an_error():

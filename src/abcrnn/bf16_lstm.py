@@ -169,7 +169,8 @@ class _Recurrence(torch.autograd.Function):
         # computed for all steps at once.
         o_dtanh = o * (1 - tanh_cells * tanh_cells)  # dc += dh * o_dtanh
         tanh_do = tanh_cells * o * (1 - o)  # d(o pre-activation) = dh * tanh_do
-        ifg = acts.new_empty(steps, batch, 3, hidden)  # per dc: di, df, dg
+        # What dc multiplies into the gradients of the i, f and g pre-activations.
+        ifg = acts.new_empty(steps, batch, 3, hidden)
         torch.mul(g, i * (1 - i), out=ifg[:, :, 0])
         torch.mul(cells[:-1], f * (1 - f), out=ifg[:, :, 1])
         torch.mul(i, 1 - g * g, out=ifg[:, :, 2])

@@ -55,7 +55,7 @@ class SampleConfig:
     max_length: maximum number of new characters per tune, not counting the prime,
         so a prime longer than max_length is allowed.
     seed: seed of the sampling generator; the same seed gives the same tunes.
-    at_once: how many tunes are sampled together; a slot whose tune ends starts
+    at_once: how many tunes are sampled together. A slot whose tune ends starts
         the next one. 0 means all `num_tunes` together.
     bf16: "auto", "on" or "off": bfloat16 matmuls where the device has them (CPUs
         with AVX-512 BF16 or AMX, CUDA GPUs); "off" keeps fp32 throughout.
@@ -104,6 +104,11 @@ class SampleConfig:
             raise ConfigError(
                 f"bf16 must be one of {', '.join(BF16_MODES)}, got {self.bf16!r}"
             )
+
+    @property
+    def slots(self) -> int:
+        """Number of tunes sampled together: at_once, at most num_tunes."""
+        return min(self.num_tunes, self.at_once or self.num_tunes)
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,7 @@ def generate_tunes(
         device = _model_device(model)
     device = torch.device(device)
     bf16 = resolve_bf16(config.bf16, device)
-    slots = min(config.num_tunes, config.at_once or config.num_tunes)
+    slots = config.slots
     with (
         torch.inference_mode(),
         _recurrent_kernels(device, slots, bf16),
@@ -241,7 +246,7 @@ def _sample_ids(
     tune has ended are read out and start the next tune from the prime's state.
     """
     count, max_length = config.num_tunes, config.max_length
-    slots = min(count, config.at_once or count)
+    slots = config.slots
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
     newline = vocab.encode("\n")[0] if "\n" in vocab else -1
@@ -266,7 +271,7 @@ def _sample_ids(
     ended = torch.zeros(slots, dtype=torch.bool, device=device)
     marked = torch.zeros(slots, dtype=torch.bool, device=device)  # by "\n\n"
     after_newline = torch.full((slots,), starts_after_newline, device=device)
-    slot_tune = list(range(slots))  # which tune each slot holds; -1 = idle
+    slot_tune = list(range(slots))  # the tune in each slot, or -1 when idle
     results: list[tuple[list[int], bool] | None] = [None] * count
     started = slots
     for characters in itertools.count(1):

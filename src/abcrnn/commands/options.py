@@ -41,14 +41,14 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=64,
         metavar="N",
-        help="tunes sampled together; when one ends, the next starts in its place, "
+        help="tunes sampled together: when one ends, the next starts in its place, "
         "0 = all of them together (default: %(default)s)",
     )
     parser.add_argument(
         "--bf16",
         choices=BF16_MODES,
         default="auto",
-        help="bfloat16 matmuls for sampling; auto uses them on CUDA and on CPUs "
+        help="bfloat16 matmuls for sampling: auto uses them on CUDA and on CPUs "
         "with AVX-512 BF16/AMX (default: %(default)s)",
     )
     parser.add_argument(
