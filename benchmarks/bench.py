@@ -37,7 +37,7 @@ class Plan:
     sweep_steps: int = 10
     curve_eval_every: int = 100
     race_changes: dict[str, Any] = field(default_factory=dict)
-    race_eval_every: int = 25
+    race_eval_every: int = 5
     sample_length: int = 1000
     sample_tunes: tuple[int, ...] = (1, 64)
     sample_stream: int = 4  # abcrnn samples this many times `count` tunes

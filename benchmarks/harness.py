@@ -33,6 +33,8 @@ from measure import write_json  # noqa: E402
 from suite import configure_logging, run_suite  # noqa: E402
 from workload import build_workload, tunes_from_lab_file  # noqa: E402
 
+from abcrnn.devices import keep_freed_memory  # noqa: E402
+
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 
 # Sized for a 2-core CPU. On one (AMD EPYC, Zen 4) the lab's 3000 steps took 10 to
@@ -97,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     curve_name = "lab_curve_quick.json" if args.quick else "lab_curve.json"
     plan = QUICK_PLAN if args.quick else FULL_PLAN
     device = torch.device(args.device)
+    # abcrnn's training sets glibc's malloc to keep freed memory, for the whole
+    # process. Both sides run in this process, so it is set before either runs:
+    # the lab's code gets the same allocator in every phase, and the ratios
+    # compare the code alone.
+    keep_freed_memory()
 
     with tempfile.TemporaryDirectory(prefix="abcrnn-bench-") as folder:
         work_dir = Path(folder)

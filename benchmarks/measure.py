@@ -20,7 +20,9 @@ from typing import Any
 
 import torch
 
+from abcrnn import cell_kernels
 from abcrnn.bf16_lstm import bf16_linear
+from abcrnn.devices import keep_freed_memory
 
 # One line of a child process's stdout that starts with this marker carries its JSON.
 RESULT_MARKER = "BENCHMARK-RESULT "
@@ -76,6 +78,9 @@ def hardware_info(device: torch.device) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "malloc_keeps_freed_memory": keep_freed_memory.cache_info().currsize > 0
+        and keep_freed_memory(),
+        "fused_lstm_step": cell_kernels.kernels() is not None,
     }
     if device.type == "cuda":
         info["gpu_name"] = torch.cuda.get_device_name(device)

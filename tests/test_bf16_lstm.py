@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from abcrnn import bf16_lstm
+from abcrnn import bf16_lstm, cell_kernels
 from abcrnn.devices import cpu_supports_bf16
 from abcrnn.errors import ConfigError
 from abcrnn.model import CharRNN, ModelConfig
@@ -32,6 +32,16 @@ def any_hidden_size(monkeypatch):
     monkeypatch.setattr(bf16_lstm, "MIN_TRAINING_HIDDEN", 1)
 
 
+@pytest.fixture(params=["fused", "pytorch"])
+def cell_arithmetic(request, monkeypatch):
+    """Run the gate arithmetic in lstm_cell.c, then in PyTorch's ops."""
+    if request.param == "pytorch":
+        monkeypatch.setattr(cell_kernels, "kernels", lambda: None)
+    elif cell_kernels.kernels() is None:
+        pytest.skip("the fused LSTM step could not be built on this machine")
+    return request.param
+
+
 def loss_and_grads(model: CharRNN, ids, targets, bf16: bool):
     model.zero_grad()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -45,7 +55,7 @@ def loss_and_grads(model: CharRNN, ids, targets, bf16: bool):
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_training_matches_fp32_lstm(num_layers, any_hidden_size):
+def test_training_matches_fp32_lstm(num_layers, any_hidden_size, cell_arithmetic):
     model = make_model(num_layers=num_layers)
     ids = torch.randint(0, 13, (4, 20), generator=torch.Generator().manual_seed(1))
     targets = ids.roll(-1, dims=1)
@@ -70,13 +80,15 @@ def test_autocast_picks_the_kernels(monkeypatch):
         return original(*args)
 
     monkeypatch.setattr(bf16_lstm, "lstm_forward", spy)
+    built_kernels = cell_kernels.kernels
     model = make_model()
     ids = torch.zeros(2, 5, dtype=torch.long)
     model(ids)
     assert calls == []  # fp32: nn.LSTM
+    monkeypatch.setattr(cell_kernels, "kernels", lambda: None)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model(ids)
-    assert calls == []  # hidden 32 is below MIN_TRAINING_HIDDEN
+    assert calls == []  # without the fused step, hidden 32 is below the minimum
     monkeypatch.setattr(bf16_lstm, "MIN_TRAINING_HIDDEN", 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model(ids)
@@ -85,9 +97,15 @@ def test_autocast_picks_the_kernels(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         gru(ids)
     assert len(calls) == 1  # only LSTMs have these kernels
+    monkeypatch.setattr(bf16_lstm, "MIN_TRAINING_HIDDEN", 1024)
+    monkeypatch.setattr(cell_kernels, "kernels", built_kernels)
+    if built_kernels() is not None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(ids[:1])
+        assert calls == [(2, 5), (1, 5)]  # with the fused step, at every size
 
 
-def test_state_carries_over_between_calls(any_hidden_size):
+def test_state_carries_over_between_calls(any_hidden_size, cell_arithmetic):
     model = make_model().eval()
     ids = torch.randint(0, 13, (3, 12), generator=torch.Generator().manual_seed(2))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -98,7 +116,7 @@ def test_state_carries_over_between_calls(any_hidden_size):
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_stepper_follows_the_model(num_layers):
+def test_stepper_follows_the_model(num_layers, cell_arithmetic):
     model = make_model(num_layers=num_layers).eval()
     ids = torch.randint(0, 13, (5, 10), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

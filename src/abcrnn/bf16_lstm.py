@@ -11,6 +11,11 @@ bf16 tensors and 1.9 ms in fp32. On the same machine torch.tanh on an 8 x 1024
 tensor takes 80 us against 5 us for torch.sigmoid, so tanh is computed here as
 2 * sigmoid(2x) - 1.
 
+The gate arithmetic between two matmuls runs in one fused pass of lstm_cell.c
+where abcrnn.cell_kernels could build it (0.045 ms for a batch of 32 x 512 units
+forward, 0.013 ms backward, against about 0.11 ms for PyTorch's ops on one
+thread), else in PyTorch's ops.
+
 The first layer's input projection is folded into a table (vocabulary x 4 * hidden).
 An embedding followed by a linear map is itself a linear map of the character, so
 a lookup in the table replaces a (batch * time) x embedding x 4 * hidden matmul, in
@@ -27,12 +32,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from abcrnn import cell_kernels
+
 LOW = torch.bfloat16
-# CharRNN uses these kernels under autocast from this hidden size up. Training
-# chars/s on a 2-core AMD EPYC (Zen 4), these kernels / oneDNN's bf16 LSTM:
+# Without the fused steps of abcrnn.cell_kernels, CharRNN uses these kernels under
+# autocast only from this hidden size up. Training chars/s on a 2-core AMD EPYC
+# (Zen 4), these kernels with PyTorch's element-wise ops / oneDNN's bf16 LSTM:
 #   batch                              8                16               32
 #   hidden 1024, emb 256, seq 100:     5,500 / 2,500    5,700 / 3,900    6,600 / 5,700
 #   hidden 512, emb 64, seq 160:       11,300 / 12,400  13,700 / 16,600  15,000 / 18,800
+# With the fused steps they won at every size measured (malloc keeping freed
+# memory, see abcrnn.devices), fused / oneDNN:
+#   hidden 1024, emb 256, seq 100, batch 8:    7,800 / 2,950
+#   hidden 512, emb 64, seq 160, batch 32:     31,000 / 28,700
+#   hidden 256, emb 64, seq 160, batch 32:     61,000 / 52,000
+#   hidden 128, emb 32, seq 160, batch 32:     94,000 / 76,000
 # Sampling uses them at every size.
 MIN_TRAINING_HIDDEN = 1024
 Linear = Callable[[torch.Tensor], torch.Tensor]
@@ -125,88 +139,168 @@ def cell_step(
 class _Recurrence(torch.autograd.Function):
     """One LSTM layer's recurrence given its input projection, with a bf16 matmul.
 
-    Inputs: xproj (B, T, 4H) fp32 (input projection plus both biases), w_hh (4H, H),
-    h0 and c0 (B, H). Outputs: hidden states (B, T, H) fp32, and the last h and c.
+    Time-major, so that each step's rows are contiguous. Inputs: xproj (T, B, 4H)
+    fp32 (input projection plus both biases), w_hh (4H, H), h0 and c0 (B, H).
+    Outputs: hidden states (T, B, H) fp32, and the last h and c.
+    The gate arithmetic runs in lstm_cell.c's fused steps where they could be
+    built (abcrnn.cell_kernels), else in PyTorch's element-wise ops.
     """
 
     @staticmethod
     def forward(ctx, xproj, w_hh, h0, c0):  # type: ignore[override]
-        batch, steps, four_hidden = xproj.shape
-        hidden = four_hidden // 4
-        w_low = w_hh.detach().to(LOW)
-        recurrent = bf16_linear(w_low, batch)
-        xproj = xproj.float().transpose(0, 1)  # (T, B, 4H)
-        acts = xproj.new_empty(steps, batch, four_hidden)
-        cells = xproj.new_empty(steps + 1, batch, hidden)
-        tanh_cells = xproj.new_empty(steps, batch, hidden)
-        hiddens = xproj.new_empty(steps, batch, hidden)
-        hiddens_low = xproj.new_empty(steps + 1, batch, hidden, dtype=LOW)
-        cells[0] = c0
-        hiddens_low[0] = h0
-        with matmul_threads() as use_all:
-            for t in range(steps):
-                use_all(True)
-                product = recurrent(hiddens_low[t])
-                use_all(False)
-                gates = torch.add(xproj[t], product)
-                h = cell_step(gates, cells[t], acts[t], cells[t + 1], tanh_cells[t])
-                hiddens[t] = h
-                hiddens_low[t + 1] = h
-        ctx.save_for_backward(acts, cells, tanh_cells, hiddens_low)
-        ctx.w_low = w_low
-        return hiddens.transpose(0, 1), hiddens[-1].clone(), cells[-1].clone()
+        ctx.w_low = w_hh.detach().to(LOW)
+        fused = cell_kernels.kernels()
+        ctx.fused = fused
+        run = _forward_fused if fused is not None else _forward_ops
+        hiddens, c_last, saved = run(ctx.w_low, xproj, h0, c0)
+        ctx.save_for_backward(*saved)
+        return hiddens, hiddens[-1].clone(), c_last
 
     @staticmethod
     def backward(ctx, grad_hiddens, grad_h_last, grad_c_last):  # type: ignore[override]
-        acts, cells, tanh_cells, hiddens_low = ctx.saved_tensors
-        steps, batch, four_hidden = acts.shape
-        hidden = four_hidden // 4
-        # dh_prev = dgates @ w_hh, i.e. a linear map with weight w_hh.T.
-        recurrent_back = bf16_linear(ctx.w_low.t(), batch)
-        grad_hiddens = grad_hiddens.float().transpose(0, 1)  # (T, B, H)
-        i, f, g, o = acts.split(hidden, dim=2)
-        # Factors of the chain rule that do not depend on the incoming gradient,
-        # computed for all steps at once.
-        o_dtanh = o * (1 - tanh_cells * tanh_cells)  # dc += dh * o_dtanh
-        tanh_do = tanh_cells * o * (1 - o)  # d(o pre-activation) = dh * tanh_do
-        # What dc multiplies into the gradients of the i, f and g pre-activations.
-        ifg = acts.new_empty(steps, batch, 3, hidden)
-        torch.mul(g, i * (1 - i), out=ifg[:, :, 0])
-        torch.mul(cells[:-1], f * (1 - f), out=ifg[:, :, 1])
-        torch.mul(i, 1 - g * g, out=ifg[:, :, 2])
-
-        grad_gates = acts.new_empty(steps, batch, four_hidden)
-        grad_gates_low = acts.new_empty(steps, batch, four_hidden, dtype=LOW)
-        dh = grad_hiddens[-1].clone()
-        if grad_h_last is not None:
-            dh += grad_h_last
-        dc = acts.new_zeros(batch, hidden)
-        if grad_c_last is not None:
-            dc += grad_c_last
-        with matmul_threads() as use_all:
-            for t in range(steps - 1, -1, -1):
-                use_all(False)
-                dc.addcmul_(dh, o_dtanh[t])
-                step_grad = grad_gates[t]
-                torch.mul(dh, tanh_do[t], out=step_grad[:, 3 * hidden :])
-                torch.mul(
-                    ifg[t],
-                    dc.unsqueeze(1),
-                    out=step_grad[:, : 3 * hidden].view(batch, 3, hidden),
-                )
-                dc.mul_(f[t])
-                grad_gates_low[t] = step_grad
-                use_all(True)
-                product = recurrent_back(grad_gates_low[t])
-                use_all(False)
-                dh = product.float()
-                if t > 0:
-                    dh += grad_hiddens[t - 1]
+        grad_hiddens = grad_hiddens.float()
+        run = _backward_fused if ctx.fused is not None else _backward_ops
+        grad_gates, grad_gates_low, dh, dc = run(
+            ctx, grad_hiddens, grad_h_last, grad_c_last
+        )
+        hiddens_low = ctx.saved_tensors[-1]
+        hidden = hiddens_low.size(-1)
         grad_w_hh = torch.mm(
-            grad_gates_low.view(-1, four_hidden).t(),
+            grad_gates_low.view(-1, 4 * hidden).t(),
             hiddens_low[:-1].reshape(-1, hidden),
         ).float()
-        return grad_gates.transpose(0, 1), grad_w_hh, dh, dc
+        return grad_gates, grad_w_hh, dh, dc
+
+
+def _forward_fused(w_low, xproj, h0, c0):
+    """Forward pass through lstm_cell.c; returns hiddens (T, B, H), last c, saved."""
+    fused = cell_kernels.kernels()
+    steps, batch, four_hidden = xproj.shape
+    hidden = four_hidden // 4
+    recurrent = bf16_linear(w_low, batch)
+    xproj = xproj.float().contiguous()
+    factors = xproj.new_empty(steps, batch, 6 * hidden)
+    hiddens = xproj.new_empty(steps, batch, hidden)
+    hiddens_low = xproj.new_empty(steps + 1, batch, hidden, dtype=LOW)
+    hiddens_low[0] = h0
+    cell = c0.float().contiguous()
+    with matmul_threads() as use_all:
+        use_all(True)
+        for t in range(steps):
+            product = recurrent(hiddens_low[t])
+            cell_next = torch.empty_like(cell)
+            fused.forward(
+                xproj[t],
+                product,
+                cell,
+                cell_next,
+                hiddens[t],
+                hiddens_low[t + 1],
+                factors[t],
+            )
+            cell = cell_next
+    return hiddens, cell, (factors, hiddens_low)
+
+
+def _backward_fused(ctx, grad_hiddens, grad_h_last, grad_c_last):
+    """Backward pass through lstm_cell.c; returns the gate gradients, dh0 and dc0."""
+    factors, hiddens_low = ctx.saved_tensors
+    steps, batch, six_hidden = factors.shape
+    hidden = six_hidden // 6
+    fused = ctx.fused
+    recurrent_back = bf16_linear(ctx.w_low.t(), batch)
+    # A private contiguous copy: the last step's gradient is added to in place.
+    direct = torch.empty(steps, batch, hidden)
+    direct.copy_(grad_hiddens)
+    if grad_h_last is not None:
+        direct[-1] += grad_h_last
+    dc = torch.zeros(batch, hidden)
+    if grad_c_last is not None:
+        dc += grad_c_last
+    grad_gates = factors.new_empty(steps, batch, 4 * hidden)
+    grad_gates_low = factors.new_empty(steps, batch, 4 * hidden, dtype=LOW)
+    product = None
+    with matmul_threads() as use_all:
+        use_all(True)
+        for t in range(steps - 1, -1, -1):
+            fused.backward(
+                product, direct[t], factors[t], dc, grad_gates[t], grad_gates_low[t]
+            )
+            product = recurrent_back(grad_gates_low[t])
+    return grad_gates, grad_gates_low, product.float(), dc
+
+
+def _forward_ops(w_low, xproj, h0, c0):
+    """Forward pass in PyTorch ops; returns hiddens (T, B, H), last c, saved."""
+    steps, batch, four_hidden = xproj.shape
+    hidden = four_hidden // 4
+    recurrent = bf16_linear(w_low, batch)
+    xproj = xproj.float()
+    acts = xproj.new_empty(steps, batch, four_hidden)
+    cells = xproj.new_empty(steps + 1, batch, hidden)
+    tanh_cells = xproj.new_empty(steps, batch, hidden)
+    hiddens = xproj.new_empty(steps, batch, hidden)
+    hiddens_low = xproj.new_empty(steps + 1, batch, hidden, dtype=LOW)
+    cells[0] = c0
+    hiddens_low[0] = h0
+    with matmul_threads() as use_all:
+        for t in range(steps):
+            use_all(True)
+            product = recurrent(hiddens_low[t])
+            use_all(False)
+            gates = torch.add(xproj[t], product)
+            h = cell_step(gates, cells[t], acts[t], cells[t + 1], tanh_cells[t])
+            hiddens[t] = h
+            hiddens_low[t + 1] = h
+    return hiddens, cells[-1].clone(), (acts, cells, tanh_cells, hiddens_low)
+
+
+def _backward_ops(ctx, grad_hiddens, grad_h_last, grad_c_last):
+    """Backward pass in PyTorch ops; returns the gate gradients, dh0 and dc0."""
+    acts, cells, tanh_cells, _ = ctx.saved_tensors
+    steps, batch, four_hidden = acts.shape
+    hidden = four_hidden // 4
+    # dh_prev = dgates @ w_hh, i.e. a linear map with weight w_hh.T.
+    recurrent_back = bf16_linear(ctx.w_low.t(), batch)
+    i, f, g, o = acts.split(hidden, dim=2)
+    # Factors of the chain rule that do not depend on the incoming gradient,
+    # computed for all steps at once.
+    o_dtanh = o * (1 - tanh_cells * tanh_cells)  # dc += dh * o_dtanh
+    tanh_do = tanh_cells * o * (1 - o)  # d(o pre-activation) = dh * tanh_do
+    # What dc multiplies into the gradients of the i, f and g pre-activations.
+    ifg = acts.new_empty(steps, batch, 3, hidden)
+    torch.mul(g, i * (1 - i), out=ifg[:, :, 0])
+    torch.mul(cells[:-1], f * (1 - f), out=ifg[:, :, 1])
+    torch.mul(i, 1 - g * g, out=ifg[:, :, 2])
+
+    grad_gates = acts.new_empty(steps, batch, four_hidden)
+    grad_gates_low = acts.new_empty(steps, batch, four_hidden, dtype=LOW)
+    dh = grad_hiddens[-1].clone()
+    if grad_h_last is not None:
+        dh += grad_h_last
+    dc = acts.new_zeros(batch, hidden)
+    if grad_c_last is not None:
+        dc += grad_c_last
+    with matmul_threads() as use_all:
+        for t in range(steps - 1, -1, -1):
+            use_all(False)
+            dc.addcmul_(dh, o_dtanh[t])
+            step_grad = grad_gates[t]
+            torch.mul(dh, tanh_do[t], out=step_grad[:, 3 * hidden :])
+            torch.mul(
+                ifg[t],
+                dc.unsqueeze(1),
+                out=step_grad[:, : 3 * hidden].view(batch, 3, hidden),
+            )
+            dc.mul_(f[t])
+            grad_gates_low[t] = step_grad
+            use_all(True)
+            product = recurrent_back(grad_gates_low[t])
+            use_all(False)
+            dh = product.float()
+            if t > 0:
+                dh += grad_hiddens[t - 1]
+    return grad_gates, grad_gates_low, dh, dc
 
 
 def input_table(embedding: nn.Embedding, lstm: nn.LSTM) -> torch.Tensor:
@@ -227,16 +321,16 @@ def lstm_forward(
     """Run ids (B, T) through embedding and a batch-first LSTM with bf16 matmuls.
 
     Same result as `lstm(embedding(ids), state)` up to bf16 rounding, dropout
-    between layers included. Returns the last layer's outputs (B, T, H) fp32 and
-    the new state (h, c), each (num_layers, B, H).
+    between layers included, but time-major: returns the last layer's outputs
+    (T, B, H) fp32 and the new state (h, c), each (num_layers, B, H).
     """
     h0, c0 = state
     last_h, last_c = [], []
     with torch.autocast("cpu", enabled=False):
-        output = None  # the layer below's outputs (B, T, H)
+        output = None  # the layer below's outputs (T, B, H)
         for layer in range(lstm.num_layers):
             if output is None:
-                xproj = F.embedding(ids, input_table(embedding, lstm))  # (B, T, 4H)
+                xproj = F.embedding(ids.t(), input_table(embedding, lstm))
             else:
                 xproj = _layer_input(lstm, layer, output)
             w_hh = getattr(lstm, f"weight_hh_l{layer}")
@@ -249,7 +343,7 @@ def lstm_forward(
 
 
 def _layer_input(lstm: nn.LSTM, layer: int, below: torch.Tensor) -> torch.Tensor:
-    """Return the input projection (B, T, 4H) of `layer` > 0 from the layer below."""
+    """Return the input projection (T, B, 4H) of `layer` > 0 from the layer below."""
     inputs = F.dropout(below, lstm.dropout, lstm.training)
     weight = getattr(lstm, f"weight_ih_l{layer}")
     return F.linear(inputs.to(LOW), weight.to(LOW)).float() + _layer_bias(lstm, layer)
@@ -261,6 +355,11 @@ def _layer_bias(lstm: nn.LSTM, layer: int) -> torch.Tensor | float:
         return 0.0
     total = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
     return total.float()
+
+
+def faster_for_training(hidden_size: int) -> bool:
+    """Return True where these kernels train faster than oneDNN's bf16 LSTM."""
+    return cell_kernels.kernels() is not None or hidden_size >= MIN_TRAINING_HIDDEN
 
 
 def usable(lstm: nn.Module) -> bool:
@@ -311,30 +410,42 @@ class Stepper:
 
         The new state is fp32 whatever the dtype of `state`.
         """
-        h_all, c_all = (part.float() for part in state)
+        h_all, c_all = (part.float().contiguous() for part in state)
         new_h, new_c = torch.empty_like(h_all), torch.empty_like(c_all)
         batch = ids.size(0)
+        fused = cell_kernels.kernels()
         acts = h_all.new_empty(batch, 4 * self.hidden)
         tanh_c = h_all.new_empty(batch, self.hidden)
+        h_low = h_all.new_empty(batch, self.hidden, dtype=LOW)  # bf16 copy of h
         use_all = self.use_all
         with torch.autocast("cpu", enabled=False):
-            h = None
             for layer in range(self.layers):
                 use_all(False)
                 if layer == 0:
                     gates = F.embedding(ids, self.table)
                 else:
-                    h_low = h.to(LOW)
                     use_all(True)
                     product = self.inputs[layer - 1](h_low)
                     use_all(False)
                     gates = product.float() + self.biases[layer - 1]
-                h_low = h_all[layer].to(LOW)
+                previous = h_all[layer].to(LOW)
                 use_all(True)
-                product = self.recurrent[layer](h_low)
+                product = self.recurrent[layer](previous)
                 use_all(False)
-                gates += product
-                h = cell_step(gates, c_all[layer], acts, new_c[layer], tanh_c)
-                new_h[layer] = h
-            logits = torch.addmm(self.head_bias, h, self.head_weight.t())
+                if fused is not None:
+                    fused.forward(
+                        gates,
+                        product,
+                        c_all[layer],
+                        new_c[layer],
+                        new_h[layer],
+                        h_low,
+                        None,
+                    )
+                else:
+                    gates += product
+                    h = cell_step(gates, c_all[layer], acts, new_c[layer], tanh_c)
+                    new_h[layer] = h
+                    h_low.copy_(h)
+            logits = torch.addmm(self.head_bias, new_h[-1], self.head_weight.t())
         return logits, (new_h, new_c)

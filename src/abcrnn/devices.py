@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import platform
 from pathlib import Path
 
 import torch
@@ -96,3 +99,35 @@ def set_threads(threads: int) -> None:
     """Set the CPU thread count for PyTorch ops; 0 keeps PyTorch's default."""
     if threads > 0:
         torch.set_num_threads(threads)
+
+
+# glibc's malloc serves blocks above its mmap threshold (128 KiB at first, rising to
+# at most 32 MiB as such blocks are freed) with fresh pages from the kernel and
+# returns them when they are freed, so a training step whose tensors exceed it pays
+# page faults on every allocation. Measured on a 2-core AMD EPYC with the default
+# preset's step (batch 32, sequence 160, LSTM 512): 218 ms with glibc's defaults,
+# 187 ms with both thresholds at 1 GiB; the lab's fp32 step (batch 8, LSTM 1024):
+# 3,700-4,100 against 4,200-4,400 chars/s.
+KEEP_FREED_BELOW = 1 << 30
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed blocks under 1 GiB for reuse; True if it did.
+
+    This applies to the whole process and lasts until it exits: memory freed by one
+    training step stays mapped for the next, so the process's resident size stays
+    near its peak. Elsewhere than on Linux with glibc it does nothing.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(
+        libc.mallopt(_M_MMAP_THRESHOLD, KEEP_FREED_BELOW)
+        and libc.mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BELOW)
+    )

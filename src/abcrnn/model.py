@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from abcrnn import bf16_lstm
@@ -57,8 +58,8 @@ class CharRNN(nn.Module):
     Dropout (probability `config.dropout`) acts between stacked recurrent layers and
     on the last layer's output, so it also regularises a one-layer network.
 
-    Under CPU bfloat16 autocast an LSTM of hidden size 1024 or more runs
-    `bf16_lstm`'s kernels, which are faster there than nn.LSTM's; the parameters
+    Under CPU bfloat16 autocast an LSTM runs `bf16_lstm`'s kernels where they are
+    faster than nn.LSTM's (see `bf16_lstm.faster_for_training`); the parameters
     are nn.LSTM's either way.
     """
 
@@ -87,11 +88,14 @@ class CharRNN(nn.Module):
         if state is None:
             state = self.initial_state(x.size(0), x.device)
         if self._bf16_kernels(x):
+            # Time-major (T, B, H); the logits are transposed back, being smaller.
             output, state = bf16_lstm.lstm_forward(self.embedding, self.rnn, x, state)
-        else:
-            output, state = self.rnn(self.embedding(x), state)  # (B, T, H)
-        logits = self.head(self.dropout(output))  # (B, T, V)
-        return logits, state
+            return self._logits(output).transpose(0, 1), state
+        output, state = self.rnn(self.embedding(x), state)  # (B, T, H)
+        return self._logits(output), state
+
+    def _logits(self, output: torch.Tensor) -> torch.Tensor:
+        return self.head(dropout(output, self.dropout.p, self.training))
 
     def _bf16_kernels(self, x: torch.Tensor) -> bool:
         return (
@@ -99,7 +103,7 @@ class CharRNN(nn.Module):
             and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.bfloat16
             and bf16_lstm.usable(self.rnn)
-            and self.config.hidden_size >= bf16_lstm.MIN_TRAINING_HIDDEN
+            and bf16_lstm.faster_for_training(self.config.hidden_size)
         )
 
     def initial_state(self, batch_size: int, device: torch.device | str) -> State:
@@ -110,3 +114,16 @@ class CharRNN(nn.Module):
         if self.config.cell == "lstm":
             return h, torch.zeros_like(h)
         return h
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Zero each value with probability p and scale the rest by 1 / (1 - p).
+
+    Same as F.dropout; on the CPU the mask comes from torch.rand, which draws it
+    about 2.7 times as fast as the bernoulli_ behind F.dropout (8 against 22 ms
+    for 32 x 160 x 512 values on a 2-core AMD EPYC).
+    """
+    if not training or p == 0.0 or x.device.type != "cpu":
+        return F.dropout(x, p, training)
+    keep = torch.rand(x.shape, device=x.device) >= p
+    return x * keep * (1.0 / (1.0 - p))

@@ -24,7 +24,12 @@ from abcrnn.batches import RandomWindows, validation_batches
 from abcrnn.checkpoint import save_checkpoint
 from abcrnn.config import TrainConfig
 from abcrnn.corpus import CorpusOptions, join_tunes, load_corpus, split_corpus
-from abcrnn.devices import resolve_bf16, resolve_device, set_threads
+from abcrnn.devices import (
+    keep_freed_memory,
+    resolve_bf16,
+    resolve_device,
+    set_threads,
+)
 from abcrnn.distributed import (
     Ranks,
     gather_rng_states,
@@ -192,6 +197,8 @@ def open_run(
     ranks = ranks or Ranks()
     set_threads(config.threads)
     device = rank_device(resolve_device(config.device), ranks)
+    if device.type == "cpu":
+        keep_freed_memory()
     bf16 = resolve_bf16(config.bf16, device)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
