@@ -219,3 +219,49 @@ def test_the_build_is_cached_and_reused(fused, monkeypatch, tmp_path):
         assert built.stat().st_mtime_ns == first
     finally:
         cell_kernels.kernels.cache_clear()
+
+
+def test_table_rows_by_id_match_gathered_rows(fused):
+    """Reading a table by ids, and adding gradients back to it, equals gathering
+    the rows first and scattering the gradients after (repeated ids included)."""
+    batch, hidden, vocab = 5, 12, 4
+    generator = torch.Generator().manual_seed(9)
+    table = torch.randn(vocab, 4 * hidden, generator=generator)
+    ids = torch.tensor([2, 0, 2, 3, 2])
+    _, product, c_prev = random_step(batch, hidden, seed=10)
+    by_id = torch.empty(batch, 6 * hidden), torch.empty(batch, hidden)
+    gathered = torch.empty(batch, 6 * hidden), torch.empty(batch, hidden)
+    low = torch.empty(batch, hidden, dtype=BF16)
+    for saved, h, x, row_ids in (
+        (*by_id, table, ids),
+        (*gathered, table[ids].contiguous(), None),
+    ):
+        c_next = torch.empty(batch, hidden)
+        fused.forward(x, product, c_prev, c_next, h, low, saved, ids=row_ids)
+    assert torch.equal(by_id[0], gathered[0]) and torch.equal(by_id[1], gathered[1])
+
+    direct = torch.randn(batch, hidden, generator=generator)
+    table_grad = torch.zeros(vocab, 4 * hidden)
+    row_grad = torch.empty(batch, 4 * hidden)
+    low_grad = torch.empty(batch, 4 * hidden, dtype=BF16)
+    fused.backward(
+        None, direct, by_id[0], torch.zeros(batch, hidden), table_grad, low_grad, ids
+    )
+    fused.backward(
+        None, direct, by_id[0], torch.zeros(batch, hidden), row_grad, low_grad
+    )
+    expected = torch.zeros(vocab, 4 * hidden).index_add_(0, ids, row_grad)
+    torch.testing.assert_close(table_grad, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_ids_outside_the_vocabulary_raise(fused, monkeypatch):
+    monkeypatch.setattr(bf16_lstm, "MIN_TRAINING_HIDDEN", 1)
+    from abcrnn.model import CharRNN, ModelConfig
+
+    model = CharRNN(ModelConfig(vocab_size=5, embedding_dim=4, hidden_size=8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.tensor([[0, 4, 1]]))
+        with pytest.raises(IndexError, match=r"must lie in \[0, 5\), got 0..5"):
+            model(torch.tensor([[0, 5, 1]]))
+        with pytest.raises(IndexError, match=r"got -1..1"):
+            model(torch.tensor([[-1, 1]]))

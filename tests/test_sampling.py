@@ -88,7 +88,12 @@ def test_top_k_keeps_the_k_most_likely():
 
 @pytest.mark.parametrize(
     ("top_p", "expected"),
-    [(0.6, [0.625, 0.375, 0.0]), (0.5, [1.0, 0.0, 0.0]), (0.81, [0.5, 0.3, 0.2])],
+    [
+        (0.6, [0.625, 0.375, 0.0]),
+        (0.5, [1.0, 0.0, 0.0]),
+        (0.81, [0.5, 0.3, 0.2]),
+        (5e-324, [1.0, 0.0, 0.0]),  # 0 in float32: still keeps the likeliest id
+    ],
 )
 def test_top_p_keeps_the_nucleus(top_p, expected):
     observed = frequencies(ODDS_VOCAB, FixedOdds(ODDS), top_p=top_p)

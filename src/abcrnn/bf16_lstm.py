@@ -143,16 +143,21 @@ class _Recurrence(torch.autograd.Function):
     fp32 (input projection plus both biases), w_hh (4H, H), h0 and c0 (B, H).
     Outputs: hidden states (T, B, H) fp32, and the last h and c.
     The gate arithmetic runs in lstm_cell.c's fused steps where they could be
-    built (abcrnn.cell_kernels), else in PyTorch's element-wise ops.
+    built (abcrnn.cell_kernels), else in PyTorch's element-wise ops. With the
+    fused steps, xproj may instead be a table (V, 4H) with `ids` (T, B): the
+    steps read its rows and add their gradients to the table's gradient, so the
+    (T, B, 4H) projection and its gradient are never made.
     """
 
     @staticmethod
-    def forward(ctx, xproj, w_hh, h0, c0):  # type: ignore[override]
+    def forward(ctx, xproj, w_hh, h0, c0, ids=None):  # type: ignore[override]
         ctx.w_low = w_hh.detach().to(LOW)
         fused = cell_kernels.kernels()
-        ctx.fused = fused
-        run = _forward_fused if fused is not None else _forward_ops
-        hiddens, c_last, saved = run(ctx.w_low, xproj, h0, c0)
+        ctx.fused, ctx.ids, ctx.xproj_shape = fused, ids, xproj.shape
+        if fused is not None:
+            hiddens, c_last, saved = _forward_fused(ctx.w_low, xproj, h0, c0, ids)
+        else:
+            hiddens, c_last, saved = _forward_ops(ctx.w_low, xproj, h0, c0)
         ctx.save_for_backward(*saved)
         return hiddens, hiddens[-1].clone(), c_last
 
@@ -169,41 +174,59 @@ class _Recurrence(torch.autograd.Function):
             grad_gates_low.view(-1, 4 * hidden).t(),
             hiddens_low[:-1].reshape(-1, hidden),
         ).float()
-        return grad_gates, grad_w_hh, dh, dc
+        return grad_gates, grad_w_hh, dh, dc, None
 
 
-def _forward_fused(w_low, xproj, h0, c0):
+def _forward_fused(w_low, xproj, h0, c0, ids):
     """Forward pass through lstm_cell.c; returns hiddens (T, B, H), last c, saved."""
     fused = cell_kernels.kernels()
-    steps, batch, four_hidden = xproj.shape
-    hidden = four_hidden // 4
+    steps, batch = ids.shape if ids is not None else xproj.shape[:2]
+    hidden = w_low.size(1)
     recurrent = bf16_linear(w_low, batch)
     xproj = xproj.float().contiguous()
+    if ids is None:
+        x_rows, id_rows = _rows(xproj), lambda t: None
+    else:
+        x_rows, id_rows = (lambda t: xproj.data_ptr()), _rows(ids)
     factors = xproj.new_empty(steps, batch, 6 * hidden)
     hiddens = xproj.new_empty(steps, batch, hidden)
     hiddens_low = xproj.new_empty(steps + 1, batch, hidden, dtype=LOW)
     hiddens_low[0] = h0
-    cell = c0.float().contiguous()
+    cells = xproj.new_empty(2, batch, hidden)  # c(t) and c(t + 1), alternately
+    cells[0] = c0
+    cell_rows, h_rows = _rows(cells), _rows(hiddens)
+    low_rows, factor_rows = _rows(hiddens_low), _rows(factors)
     with matmul_threads() as use_all:
         use_all(True)
         for t in range(steps):
             product = recurrent(hiddens_low[t])
-            cell_next = torch.empty_like(cell)
             fused.forward(
-                xproj[t],
+                x_rows(t),
                 product,
-                cell,
-                cell_next,
-                hiddens[t],
-                hiddens_low[t + 1],
-                factors[t],
+                cell_rows(t % 2),
+                cell_rows((t + 1) % 2),
+                h_rows(t),
+                low_rows(t + 1),
+                factor_rows(t),
+                shape=(batch, hidden),
+                ids=id_rows(t),
             )
-            cell = cell_next
-    return hiddens, cell, (factors, hiddens_low)
+    return hiddens, cells[steps % 2].clone(), (factors, hiddens_low)
+
+
+def _rows(tensor: torch.Tensor) -> Callable[[int], int]:
+    """Return t -> the address of tensor[t], for a tensor contiguous in dims 1 on.
+
+    Indexing a tensor costs a few microseconds in Python; the step loops above
+    pass lstm_cell.c addresses instead.
+    """
+    base, stride = tensor.data_ptr(), tensor.stride(0) * tensor.element_size()
+    return lambda t: base + t * stride
 
 
 def _backward_fused(ctx, grad_hiddens, grad_h_last, grad_c_last):
-    """Backward pass through lstm_cell.c; returns the gate gradients, dh0 and dc0."""
+    """Backward pass through lstm_cell.c; returns the gate gradients (of the table,
+    given ids), their bf16 copy (T, B, 4H), dh0 and dc0."""
     factors, hiddens_low = ctx.saved_tensors
     steps, batch, six_hidden = factors.shape
     hidden = six_hidden // 6
@@ -217,14 +240,27 @@ def _backward_fused(ctx, grad_hiddens, grad_h_last, grad_c_last):
     dc = torch.zeros(batch, hidden)
     if grad_c_last is not None:
         dc += grad_c_last
-    grad_gates = factors.new_empty(steps, batch, 4 * hidden)
     grad_gates_low = factors.new_empty(steps, batch, 4 * hidden, dtype=LOW)
+    if ctx.ids is None:
+        grad_gates = factors.new_empty(steps, batch, 4 * hidden)
+        grad_rows, id_rows = _rows(grad_gates), lambda t: None
+    else:
+        grad_gates = factors.new_zeros(ctx.xproj_shape)
+        grad_rows, id_rows = (lambda t: grad_gates.data_ptr()), _rows(ctx.ids)
     product = None
+    direct_rows, factor_rows = _rows(direct), _rows(factors)
+    low_rows = _rows(grad_gates_low)
     with matmul_threads() as use_all:
         use_all(True)
         for t in range(steps - 1, -1, -1):
             fused.backward(
-                product, direct[t], factors[t], dc, grad_gates[t], grad_gates_low[t]
+                product,
+                direct_rows(t),
+                factor_rows(t),
+                dc,
+                grad_rows(t),
+                low_rows(t),
+                ids=id_rows(t),
             )
             product = recurrent_back(grad_gates_low[t])
     return grad_gates, grad_gates_low, product.float(), dc
@@ -329,17 +365,36 @@ def lstm_forward(
     with torch.autocast("cpu", enabled=False):
         output = None  # the layer below's outputs (T, B, H)
         for layer in range(lstm.num_layers):
+            table_ids = None
             if output is None:
-                xproj = F.embedding(ids.t(), input_table(embedding, lstm))
+                xproj = input_table(embedding, lstm)
+                if cell_kernels.kernels() is not None:
+                    table_ids = _checked_ids(ids, xproj.size(0))
+                else:
+                    xproj = F.embedding(ids.t(), xproj)
             else:
                 xproj = _layer_input(lstm, layer, output)
             w_hh = getattr(lstm, f"weight_hh_l{layer}")
             output, h, c = _Recurrence.apply(
-                xproj, w_hh, h0[layer].float(), c0[layer].float()
+                xproj, w_hh, h0[layer].float(), c0[layer].float(), table_ids
             )
             last_h.append(h)
             last_c.append(c)
     return output, (torch.stack(last_h), torch.stack(last_c))
+
+
+def _checked_ids(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Return ids (B, T) as a contiguous time-major int64 tensor (T, B).
+
+    Raises IndexError, as nn.Embedding does, for an id outside [0, vocab_size):
+    lstm_cell.c reads table rows by id without checking.
+    """
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise IndexError(
+            f"character ids must lie in [0, {vocab_size}), got "
+            f"{int(ids.min())}..{int(ids.max())}"
+        )
+    return ids.t().to(torch.int64).contiguous()
 
 
 def _layer_input(lstm: nn.LSTM, layer: int, below: torch.Tensor) -> torch.Tensor:

@@ -49,63 +49,91 @@ _size = ctypes.c_int64
 class CellKernels:
     """The two entry points of lstm_cell.c, taking tensors.
 
-    Every tensor must be contiguous and on the CPU: fp32 for state and gradients,
+    Each array is a tensor or the address of one (an int, for rows of a larger
+    tensor). All must be contiguous and on the CPU: fp32 for state and gradients,
     bf16 for matmul inputs and outputs, with the shapes given in lstm_cell.c.
     """
 
     def __init__(self, library: ctypes.CDLL) -> None:
         self._forward = library.lstm_forward_step
-        self._forward.argtypes = [_size, _size] + [_pointer] * 7
+        self._forward.argtypes = [_size, _size] + [_pointer] * 8
         self._forward.restype = None
         self._backward = library.lstm_backward_step
-        self._backward.argtypes = [_size, _size] + [_pointer] * 6
+        self._backward.argtypes = [_size, _size] + [_pointer] * 7
         self._backward.restype = None
+        self._dropout = library.dropout_apply
+        self._dropout.argtypes = [
+            _size,
+            _pointer,
+            _pointer,
+            ctypes.c_uint64,
+            ctypes.c_uint32,
+            ctypes.c_float,
+        ]
+        self._dropout.restype = None
 
     def forward(
         self,
-        xproj: torch.Tensor,
-        product: torch.Tensor,
-        c_prev: torch.Tensor,
-        c_next: torch.Tensor,
-        h: torch.Tensor,
-        h_low: torch.Tensor,
-        saved: torch.Tensor | None,
+        xproj: Array,
+        product: Array,
+        c_prev: Array,
+        c_next: Array,
+        h: Array,
+        h_low: Array,
+        saved: Array | None,
+        shape: tuple[int, int] | None = None,
+        ids: Array | None = None,
     ) -> None:
-        """Run one forward step for a batch, writing c_next, h, h_low and saved."""
-        batch, hidden = c_prev.shape
-        self._forward(
-            batch,
-            hidden,
-            xproj.data_ptr(),
-            product.data_ptr(),
-            c_prev.data_ptr(),
-            c_next.data_ptr(),
-            h.data_ptr(),
-            h_low.data_ptr(),
-            None if saved is None else saved.data_ptr(),
-        )
+        """Run one forward step for a batch, writing c_next, h, h_low and saved.
+
+        With `ids` (B) int64, xproj is a table (V, 4H) indexed by them; every id
+        must lie in [0, V). `shape` is (batch, hidden), needed when c_prev is an
+        address.
+        """
+        batch, hidden = shape or c_prev.shape
+        arrays = (xproj, ids, product, c_prev, c_next, h, h_low, saved)
+        self._forward(batch, hidden, *(_address(a) for a in arrays))
 
     def backward(
         self,
-        dh_product: torch.Tensor | None,
-        dh_direct: torch.Tensor,
-        saved: torch.Tensor,
+        dh_product: Array | None,
+        dh_direct: Array,
+        saved: Array,
         dc: torch.Tensor,
-        grad_gates: torch.Tensor,
-        grad_gates_low: torch.Tensor,
+        grad_gates: Array,
+        grad_gates_low: Array,
+        ids: Array | None = None,
     ) -> None:
-        """Run one backward step for a batch, updating dc and writing the gradients."""
+        """Run one backward step for a batch, updating dc and writing the gradients.
+
+        With `ids`, grad_gates is a table's gradient (V, 4H) that row b's gate
+        gradients are added to, at row ids[b].
+        """
         batch, hidden = dc.shape
-        self._backward(
-            batch,
-            hidden,
-            None if dh_product is None else dh_product.data_ptr(),
-            dh_direct.data_ptr(),
-            saved.data_ptr(),
-            dc.data_ptr(),
-            grad_gates.data_ptr(),
-            grad_gates_low.data_ptr(),
+        arrays = (dh_product, dh_direct, saved, dc, grad_gates, grad_gates_low, ids)
+        self._backward(batch, hidden, *(_address(a) for a in arrays))
+
+    def dropout(self, x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
+        """Return x with values zeroed with probability p and the rest scaled by
+        1 / (1 - p); the mask depends only on `seed` and each value's position.
+
+        x must be a contiguous fp32 CPU tensor and 0 <= p < 1.
+        """
+        out = torch.empty_like(x)
+        threshold = min(round(p * 2.0**32), 2**32 - 1)
+        self._dropout(
+            x.numel(), x.data_ptr(), out.data_ptr(), seed, threshold, 1.0 / (1.0 - p)
         )
+        return out
+
+
+Array = torch.Tensor | int
+
+
+def _address(array: Array | None) -> int | None:
+    if array is None or isinstance(array, int):
+        return array
+    return array.data_ptr()
 
 
 @functools.cache

@@ -85,7 +85,9 @@ static inline void forward_row(int with_saved, int64_t hidden, const float *rest
 }
 
 /* Forward step for `batch` rows of `hidden` units.
- *   xproj (B, 4H) fp32: input projection plus both biases
+ *   xproj (B, 4H) fp32: input projection plus both biases; or, when ids is not
+ *   NULL, a table (V, 4H) of them whose row ids[b] serves batch row b
+ *   ids (B) int64 in [0, V), or NULL
  *   product (B, 4H) bf16: h_prev @ W_hh.T
  *   c_prev (B, H) fp32 -> c_next, h (fp32) and h_low (bf16), each (B, H)
  *   saved (B, 6H) fp32, or NULL when no backward pass follows: per row the factors
@@ -94,10 +96,10 @@ static inline void forward_row(int with_saved, int64_t hidden, const float *rest
  *     o (1 - tanh(c)^2), f
  */
 void lstm_forward_step(int64_t batch, int64_t hidden, const float *xproj,
-                       const uint16_t *product, const float *c_prev, float *c_next,
-                       float *h, uint16_t *h_low, float *saved) {
+                       const int64_t *ids, const uint16_t *product, const float *c_prev,
+                       float *c_next, float *h, uint16_t *h_low, float *saved) {
     for (int64_t b = 0; b < batch; ++b) {
-        const float *x = xproj + b * 4 * hidden;
+        const float *x = xproj + (ids ? ids[b] : b) * 4 * hidden;
         const uint16_t *p = product + b * 4 * hidden;
         const float *cp = c_prev + b * hidden;
         if (saved)
@@ -109,9 +111,11 @@ void lstm_forward_step(int64_t batch, int64_t hidden, const float *xproj,
     }
 }
 
-/* The backward step on one row, adding `prod` when with_product is 1 (a literal at
- * each call, as for forward_row). */
-static inline void backward_row(int with_product, int64_t hidden, const uint16_t *restrict prod,
+/* The backward step on one row, adding `prod` when with_product is 1, and adding
+ * the gate gradients to `grad` instead of writing them when accumulate is 1
+ * (literals at each call, as for forward_row). */
+static inline void backward_row(int with_product, int accumulate, int64_t hidden,
+                                const uint16_t *restrict prod,
                                 const float *restrict direct,
                                 const float *restrict s, float *restrict dc,
                                 float *restrict grad, uint16_t *restrict low) {
@@ -125,10 +129,17 @@ static inline void backward_row(int with_product, int64_t hidden, const uint16_t
         float gg = c * s[2 * hidden + j];
         float go = dh * s[3 * hidden + j];
         dc[j] = c * s[5 * hidden + j];
-        grad[j] = gi;
-        grad[hidden + j] = gf;
-        grad[2 * hidden + j] = gg;
-        grad[3 * hidden + j] = go;
+        if (accumulate) {
+            grad[j] += gi;
+            grad[hidden + j] += gf;
+            grad[2 * hidden + j] += gg;
+            grad[3 * hidden + j] += go;
+        } else {
+            grad[j] = gi;
+            grad[hidden + j] = gf;
+            grad[2 * hidden + j] = gg;
+            grad[3 * hidden + j] = go;
+        }
         low[j] = to_bf16(gi);
         low[hidden + j] = to_bf16(gf);
         low[2 * hidden + j] = to_bf16(gg);
@@ -142,20 +153,49 @@ static inline void backward_row(int with_product, int64_t hidden, const uint16_t
  *   saved (B, 6H): the forward step's factors
  *   dc (B, H) fp32: gradient of c(t) on entry, of c(t - 1) on return
  *   grad_gates (B, 4H) fp32 and grad_gates_low (B, 4H) bf16: gradients of the
- *   gate pre-activations at step t
+ *   gate pre-activations at step t; when ids is not NULL, grad_gates is instead
+ *   the gradient of the forward step's table (V, 4H), and row b's gradients are
+ *   added to its row ids[b]
  */
 void lstm_backward_step(int64_t batch, int64_t hidden, const uint16_t *dh_product,
                         const float *dh_direct, const float *saved, float *dc,
-                        float *grad_gates, uint16_t *grad_gates_low) {
+                        float *grad_gates, uint16_t *grad_gates_low,
+                        const int64_t *ids) {
     for (int64_t b = 0; b < batch; ++b) {
         const float *s = saved + b * 6 * hidden;
         const float *direct = dh_direct + b * hidden;
-        float *grad = grad_gates + b * 4 * hidden;
+        const uint16_t *prod = dh_product ? dh_product + b * hidden : NULL;
+        float *dcb = dc + b * hidden;
+        float *grad = grad_gates + (ids ? ids[b] : b) * 4 * hidden;
         uint16_t *low = grad_gates_low + b * 4 * hidden;
-        if (dh_product)
-            backward_row(1, hidden, dh_product + b * hidden, direct, s, dc + b * hidden,
-                         grad, low);
+        if (prod && ids)
+            backward_row(1, 1, hidden, prod, direct, s, dcb, grad, low);
+        else if (prod)
+            backward_row(1, 0, hidden, prod, direct, s, dcb, grad, low);
+        else if (ids)
+            backward_row(0, 1, hidden, NULL, direct, s, dcb, grad, low);
         else
-            backward_row(0, hidden, NULL, direct, s, dc + b * hidden, grad, low);
+            backward_row(0, 0, hidden, NULL, direct, s, dcb, grad, low);
+    }
+}
+
+/* A 64-bit mixing function (splitmix64's finaliser): consecutive inputs give
+ * unrelated, evenly spread outputs, so hash(seed + k) serves as the k-th random
+ * number of a stream that any element can compute on its own. */
+static inline uint64_t mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Dropout on n floats: out[k] = x[k] * scale where the top 32 bits of
+ * mix64(seed + k) are at least `threshold`, else 0. The same seed gives the same
+ * mask, so the backward pass applies it to the gradient by calling this again. */
+void dropout_apply(int64_t n, const float *restrict x, float *restrict out,
+                   uint64_t seed, uint32_t threshold, float scale) {
+    for (int64_t k = 0; k < n; ++k) {
+        uint32_t draw = (uint32_t)(mix64(seed + (uint64_t)k) >> 32);
+        out[k] = draw >= threshold ? x[k] * scale : 0.0f;
     }
 }

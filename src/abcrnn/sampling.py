@@ -364,7 +364,10 @@ def _keep_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     probs = torch.softmax(sorted_logits, dim=-1)
     before = probs.cumsum(dim=-1) - probs  # probability mass ahead of each id
-    drop_sorted = before >= top_p  # the most likely id is always kept
+    drop_sorted = before >= top_p
+    # The most likely id is always kept, even for a top_p that rounds to 0 in
+    # float32 (5e-324 does), which would otherwise drop every id.
+    drop_sorted[..., 0] = False
     drop = drop_sorted.scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
