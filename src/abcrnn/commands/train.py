@@ -102,7 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         choices=sorted(PRESETS),
         default=None,
         help="starting settings: lab = the lab's exact settings, default = tuned to "
-        "train on 2 CPU cores in about 10 minutes (default: default)",
+        "train on 2 CPU cores in a few minutes (default: default)",
     )
     parser.add_argument(
         "--run-dir",
