@@ -2,6 +2,11 @@
 
 import logging
 import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,7 +69,7 @@ def test_forward_step_matches_pytorch(fused, batch, hidden):
     torch.testing.assert_close(saved, expected, rtol=1e-4, atol=1e-6)
 
 
-def test_forward_step_without_saved_factors_gives_the_same_state(fused):
+def test_forward_step_without_saved_factors(fused):
     xproj, product, c_prev = random_step(4, 32, seed=5)
     with_saved = run_forward(fused, xproj, product, c_prev)
     without = run_forward(fused, xproj, product, c_prev, with_saved=False)
@@ -110,9 +115,11 @@ def test_nan_propagates_to_that_unit_alone(fused):
     xproj, product, c_prev = random_step(2, 8, seed=7)
     xproj[1, 3] = math.nan  # input gate of unit 3 in row 1
     c_next, h, h_low, _ = run_forward(fused, xproj, product, c_prev)
-    assert math.isnan(c_next[1, 3]) and math.isnan(h[1, 3])
+    assert math.isnan(c_next[1, 3])
+    assert math.isnan(h[1, 3])
     assert torch.isnan(h_low[1, 3].float())
-    assert torch.isnan(h).sum() == 1 and torch.isnan(c_next).sum() == 1
+    assert torch.isnan(h).sum() == 1
+    assert torch.isnan(c_next).sum() == 1
 
 
 def backward(fused, dh_product, dh_direct, saved, dc):
@@ -187,7 +194,7 @@ def test_switch_turns_the_kernels_off(monkeypatch):
         cell_kernels.kernels.cache_clear()
 
 
-def test_a_broken_compiler_falls_back_with_a_warning(monkeypatch, tmp_path, caplog):
+def test_broken_compiler_falls_back(monkeypatch, tmp_path, caplog):
     compiler = tmp_path / "broken-cc"
     compiler.write_text(
         '#!/bin/sh\n[ "$1" = --version ] && echo "broken-cc 1.0" && exit 0\n'
@@ -202,12 +209,81 @@ def test_a_broken_compiler_falls_back_with_a_warning(monkeypatch, tmp_path, capl
             assert cell_kernels.kernels() is None
     finally:
         cell_kernels.kernels.cache_clear()
-    assert "could not build the fused LSTM step" in caplog.text
+    assert "could not build or load the fused LSTM step" in caplog.text
+    assert "exit status 1" in caplog.text
     assert "error: out of luck" in caplog.text
     assert list((tmp_path / "abcrnn").iterdir()) == []  # no partial build left
 
 
-def test_the_build_is_cached_and_reused(fused, monkeypatch, tmp_path):
+def fake_compiler(folder, body: str):
+    """Write a shell script that prints a version for --version, else runs `body`."""
+    script = folder / "fake-cc"
+    script.write_text(
+        '#!/bin/sh\n[ "$1" = --version ] && echo "fake-cc 1.0" && exit 0\n' + body
+    )
+    script.chmod(0o755)
+    return script
+
+
+def build_in(monkeypatch, cache, compiler=None):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    if compiler is not None:
+        monkeypatch.setenv("CC", compiler)
+    cell_kernels.kernels.cache_clear()
+    try:
+        return cell_kernels.kernels()
+    finally:
+        cell_kernels.kernels.cache_clear()
+
+
+def test_silent_compiler_leaves_no_build(monkeypatch, tmp_path):
+    silent = fake_compiler(tmp_path, "exit 0\n")
+    assert build_in(monkeypatch, tmp_path, str(silent)) is None
+    assert list((tmp_path / "abcrnn").iterdir()) == []
+
+
+def build_in_child(cache) -> subprocess.CompletedProcess:
+    """Build or load the kernels in a fresh process, as a new run would."""
+    code = "from abcrnn import cell_kernels; print(cell_kernels.kernels() is not None)"
+    environment = os.environ | {"XDG_CACHE_HOME": str(cache)}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+
+
+def test_damaged_build_is_rebuilt(fused, tmp_path):
+    """Loading a truncated library would kill the process with SIGBUS."""
+    assert build_in_child(tmp_path).stdout.strip() == "True"
+    (built,) = (tmp_path / "abcrnn").glob("lstm_cell-*.so")
+    whole = built.read_bytes()
+    built.write_bytes(whole[:4096])
+    run = build_in_child(tmp_path)
+    assert (run.returncode, run.stdout.strip()) == (0, "True"), run.stderr
+    assert built.read_bytes() == whole
+    built.with_suffix(".sha256").unlink()  # a build without its digest
+    run = build_in_child(tmp_path)
+    assert (run.returncode, run.stdout.strip()) == (0, "True"), run.stderr
+    assert built.with_suffix(".sha256").is_file()
+
+
+def test_cc_may_hold_a_command_with_flags(fused, monkeypatch, tmp_path):
+    wrapper = fake_compiler(tmp_path, 'shift; exec cc "$@"\n')
+    assert build_in(monkeypatch, tmp_path / "cache", f"{wrapper} -std=c11") is not None
+
+
+def test_unusable_cache_builds_in_temp_folder(fused, monkeypatch, tmp_path):
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder would go")
+    before = set(Path(tempfile.gettempdir()).glob("abcrnn-kernels-*"))
+    assert build_in(monkeypatch, blocked) is not None
+    assert set(Path(tempfile.gettempdir()).glob("abcrnn-kernels-*")) == before
+
+
+def test_build_is_cached_and_reused(fused, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     cell_kernels.kernels.cache_clear()
     try:
@@ -238,7 +314,8 @@ def test_table_rows_by_id_match_gathered_rows(fused):
     ):
         c_next = torch.empty(batch, hidden)
         fused.forward(x, product, c_prev, c_next, h, low, saved, ids=row_ids)
-    assert torch.equal(by_id[0], gathered[0]) and torch.equal(by_id[1], gathered[1])
+    assert torch.equal(by_id[0], gathered[0])
+    assert torch.equal(by_id[1], gathered[1])
 
     direct = torch.randn(batch, hidden, generator=generator)
     table_grad = torch.zeros(vocab, 4 * hidden)
@@ -252,6 +329,64 @@ def test_table_rows_by_id_match_gathered_rows(fused):
     )
     expected = torch.zeros(vocab, 4 * hidden).index_add_(0, ids, row_grad)
     torch.testing.assert_close(table_grad, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_ids_changed_after_forward_pass(fused, monkeypatch):
+    """The kernels keep a copy of the ids, so the backward pass ignores changes."""
+    monkeypatch.setattr(bf16_lstm, "MIN_TRAINING_HIDDEN", 1)
+    from abcrnn.model import CharRNN, ModelConfig
+
+    model = CharRNN(ModelConfig(vocab_size=9, embedding_dim=4, hidden_size=8))
+    ids = torch.tensor([[1, 2, 3, 4]])  # batch 1: ids.t() is a view of the input
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, _ = model(ids)
+    ids.fill_(10**11)
+    logits.float().sum().backward()
+    used = model.embedding.weight.grad.abs().sum(dim=1) > 0
+    assert used.tolist() == [False, True, True, True, True, False, False, False, False]
+
+
+@pytest.mark.parametrize(
+    ("ids", "error", "message"),
+    [
+        (torch.tensor([[2.7, 3.0]]), TypeError, "must be integers, got torch.float32"),
+        (torch.tensor([[True, False]]), TypeError, "must be integers"),
+        (torch.zeros(1, 0, dtype=torch.long), ValueError, r"got \(1, 0\)"),
+        (torch.tensor([1, 2]), ValueError, r"shape \(batch, length\)"),
+    ],
+)
+def test_ids_of_the_wrong_kind_raise(fused, monkeypatch, ids, error, message):
+    monkeypatch.setattr(bf16_lstm, "MIN_TRAINING_HIDDEN", 1)
+    embedding = torch.nn.Embedding(5, 4)
+    lstm = torch.nn.LSTM(4, 8, batch_first=True)
+    state = (torch.zeros(1, 1, 8), torch.zeros(1, 1, 8))
+    with pytest.raises(error, match=message):
+        bf16_lstm.lstm_forward(embedding, lstm, ids, state)
+
+
+def test_stepper_rejects_a_state_for_another_batch(fused):
+    from abcrnn.model import CharRNN, ModelConfig
+
+    model = CharRNN(ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=16))
+    with torch.no_grad(), bf16_lstm.matmul_threads() as use_all:
+        step = bf16_lstm.Stepper(model, 2, use_all)
+        state = model.initial_state(64, "cpu")
+        with pytest.raises(ValueError, match=r"state must have shape \(1, 2, 16\)"):
+            step(torch.tensor([1, 2]), state)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5, math.nan])
+def test_dropout_rejects_a_probability_outside_0_1(p):
+    from abcrnn.model import dropout
+
+    with pytest.raises(ValueError, match="dropout probability must be in"):
+        dropout(torch.ones(4, 4), p, training=True)
+
+
+def test_dropout_of_1_gives_zeros():
+    from abcrnn.model import dropout
+
+    assert torch.equal(dropout(torch.ones(4, 4), 1.0, training=True), torch.zeros(4, 4))
 
 
 def test_ids_outside_the_vocabulary_raise(fused, monkeypatch):

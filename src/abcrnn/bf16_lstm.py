@@ -384,17 +384,26 @@ def lstm_forward(
 
 
 def _checked_ids(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Return ids (B, T) as a contiguous time-major int64 tensor (T, B).
+    """Return a private time-major int64 copy (T, B) of ids (B, T).
 
-    Raises IndexError, as nn.Embedding does, for an id outside [0, vocab_size):
-    lstm_cell.c reads table rows by id without checking.
+    lstm_cell.c reads and writes table rows by id without checking, so this
+    raises, as nn.Embedding and nn.LSTM do, for ids that are not integers, not
+    (B, T) with T >= 1, or outside [0, vocab_size). The copy keeps the backward
+    pass safe from later in-place changes to the caller's tensor.
     """
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise TypeError(f"character ids must be integers, got {ids.dtype}")
+    if ids.dim() != 2 or ids.size(1) == 0:
+        raise ValueError(
+            "character ids must have shape (batch, length) with length >= 1, "
+            f"got {tuple(ids.shape)}"
+        )
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
         raise IndexError(
             f"character ids must lie in [0, {vocab_size}), got "
             f"{int(ids.min())}..{int(ids.max())}"
         )
-    return ids.t().to(torch.int64).contiguous()
+    return ids.t().to(torch.int64, copy=True).contiguous()
 
 
 def _layer_input(lstm: nn.LSTM, layer: int, below: torch.Tensor) -> torch.Tensor:
@@ -468,6 +477,12 @@ class Stepper:
         h_all, c_all = (part.float().contiguous() for part in state)
         new_h, new_c = torch.empty_like(h_all), torch.empty_like(c_all)
         batch = ids.size(0)
+        expected = (self.layers, batch, self.hidden)
+        if h_all.shape != expected or c_all.shape != expected:
+            raise ValueError(
+                f"state must have shape {expected} for {batch} ids, got "
+                f"{tuple(h_all.shape)} and {tuple(c_all.shape)}"
+            )
         fused = cell_kernels.kernels()
         acts = h_all.new_empty(batch, 4 * self.hidden)
         tanh_c = h_all.new_empty(batch, self.hidden)

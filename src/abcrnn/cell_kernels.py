@@ -2,10 +2,13 @@
 
 abcrnn.bf16_lstm runs one LSTM time step as a bf16 matmul followed by the gate
 arithmetic. In PyTorch the arithmetic is about a dozen element-wise ops, each a
-separate pass over memory with its own dispatch; lstm_cell.c does it in one pass,
-forward and backward. It is compiled once per machine with the system's C compiler
+separate pass over memory with its own dispatch cost. lstm_cell.c does it in one
+pass, forward and backward. It is compiled once per machine with the system's C compiler
 (`$CC`, else `cc`) for this CPU and kept in `$XDG_CACHE_HOME/abcrnn` (default
-`~/.cache/abcrnn`), named by a hash of the source, compiler and flags.
+`~/.cache/abcrnn`), named by a hash of the source, compiler, flags and CPU, with
+the SHA-256 of the library beside it: a library that does not match it is built
+again rather than loaded. Where that folder cannot be written, each process builds
+in a temporary folder that it removes once the library is loaded.
 
 When no compiler works, `library()` returns None and bf16_lstm keeps PyTorch's ops;
 setting ABCRNN_CELL_KERNEL=off does the same on purpose.
@@ -19,6 +22,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -29,8 +33,8 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("lstm_cell.c")
-# GCC gives up vectorising a loop that needs more than 10 run-time alias checks by
-# default; the gate blocks of one row need more, hence the raised limit.
+# By default GCC gives up vectorising a loop that needs more than 10 run-time alias
+# checks. The gate blocks of one row need more, so the limit is raised.
 FLAGS = (
     "-O3",
     "-march=native",
@@ -114,8 +118,8 @@ class CellKernels:
         self._backward(batch, hidden, *(_address(a) for a in arrays))
 
     def dropout(self, x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
-        """Return x with values zeroed with probability p and the rest scaled by
-        1 / (1 - p); the mask depends only on `seed` and each value's position.
+        """Return x with each value zeroed with probability p, the rest scaled by
+        1 / (1 - p). The mask depends only on `seed` and each value's position.
 
         x must be a contiguous fp32 CPU tensor and 0 <= p < 1.
         """
@@ -143,66 +147,125 @@ def kernels() -> CellKernels | None:
         return None
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         return None
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        log.info("no C compiler found; LSTM steps use PyTorch's element-wise ops")
-        return None
+    # $CC may carry words of its own ("ccache gcc", "gcc -std=c11").
+    command = shlex.split(os.environ.get("CC", ""))
+    if not command:
+        found = shutil.which("cc") or shutil.which("gcc")
+        if found is None:
+            log.info("no C compiler found; LSTM steps use PyTorch's element-wise ops")
+            return None
+        command = [found]
     try:
-        return CellKernels(ctypes.CDLL(str(_build(compiler))))
-    except (OSError, subprocess.SubprocessError) as error:
+        return _load(command)
+    except (OSError, subprocess.SubprocessError, AttributeError) as error:
         log.warning(
-            "could not build the fused LSTM step with %s (%s); using PyTorch's "
-            "element-wise ops, which are slower",
-            compiler,
+            "could not build or load the fused LSTM step with %s (%s); using "
+            "PyTorch's element-wise ops, which are slower",
+            " ".join(command),
             error,
         )
         return None
 
 
-def _build(compiler: str) -> Path:
-    """Compile lstm_cell.c unless a build for this source and machine is cached."""
-    source = SOURCE.read_bytes()
+def _load(command: list[str]) -> CellKernels:
+    """Load the cached build for this source, compiler and CPU, building it first
+    if it is missing or damaged."""
+    name = _build_name(command)
+    folder = _cache_folder()
+    if folder is not None:
+        target = folder / name
+        if _intact(target):
+            return CellKernels(ctypes.CDLL(str(target)))
+        if os.access(folder, os.W_OK):
+            _compile(command, target)
+            return CellKernels(ctypes.CDLL(str(target)))
+    # No cache to write to: build in a temporary folder and remove it once loaded
+    # (the library stays mapped after its file is gone).
+    log.info("no writable cache folder for the fused LSTM step; building it anew")
+    with tempfile.TemporaryDirectory(prefix="abcrnn-kernels-") as scratch:
+        target = Path(scratch) / name
+        _compile(command, target)
+        return CellKernels(ctypes.CDLL(str(target)))
+
+
+def _build_name(command: list[str]) -> str:
+    """Return the file name of the build: a hash of what the binary depends on."""
     version = subprocess.run(
-        [compiler, "--version"], capture_output=True, check=True, timeout=30
+        [*command, "--version"], capture_output=True, check=True, timeout=30
     ).stdout
     key = hashlib.sha256()
-    for part in (source, version, " ".join(FLAGS).encode(), _cpu_flags()):
+    for part in (SOURCE.read_bytes(), version, " ".join(FLAGS).encode(), _cpu_flags()):
         key.update(part)
-    folder = _cache_folder()
-    target = folder / f"lstm_cell-{key.hexdigest()[:16]}.so"
-    if target.is_file():
-        return target
-    # Build under a unique name, then rename: concurrent processes (torchrun ranks)
-    # each finish with a whole file in place.
-    handle, partial = tempfile.mkstemp(suffix=".so", dir=folder)
+    return f"lstm_cell-{key.hexdigest()[:16]}.so"
+
+
+def _digest_path(library: Path) -> Path:
+    return library.with_suffix(".sha256")
+
+
+def _intact(library: Path) -> bool:
+    """Return True if `library` matches the digest written beside it.
+
+    Loading a truncated library kills the process with SIGBUS, which Python
+    cannot catch, so a file whose digest is missing or differs is built again.
+    """
+    try:
+        expected = _digest_path(library).read_text(encoding="ascii").strip()
+        actual = hashlib.sha256(library.read_bytes()).hexdigest()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return actual == expected
+
+
+def _compile(command: list[str], target: Path) -> None:
+    """Compile lstm_cell.c to `target`, with its digest beside it.
+
+    Both files are written under temporary names, flushed to disk and renamed, so
+    concurrent builds (torchrun ranks) and interrupted ones leave whole files.
+    """
+    handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(handle)
+    digest_partial = partial + ".sha256"
     try:
         result = subprocess.run(
-            [compiler, *FLAGS, "-o", partial, str(SOURCE)],
+            [*command, *FLAGS, "-o", partial, str(SOURCE)],
             capture_output=True,
             text=True,
             timeout=120,
         )
         if result.returncode != 0:
-            raise OSError(result.stderr.strip().splitlines()[-1:] or "no message")
+            lines = result.stderr.strip().splitlines()
+            last = lines[-1] if lines else "no message"
+            raise OSError(f"exit status {result.returncode}: {last}")
+        data = Path(partial).read_bytes()
+        if not data.startswith(b"\x7fELF"):
+            raise OSError(f"{command[0]} wrote no shared library to {partial}")
+        _write_synced(partial, data)
+        _write_synced(digest_partial, hashlib.sha256(data).hexdigest().encode())
         os.replace(partial, target)
+        os.replace(digest_partial, _digest_path(target))
     finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
-    return target
+        for leftover in (partial, digest_partial):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
 
 
-def _cache_folder() -> Path:
-    """Return a writable folder for the build: the user cache, else a temp folder."""
+def _write_synced(path: str, data: bytes) -> None:
+    with open(path, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _cache_folder() -> Path | None:
+    """Return the cache folder, made if missing, or None if it cannot be a folder."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
     folder = Path(base).expanduser() / "abcrnn"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if os.access(folder, os.W_OK):
-            return folder
     except OSError:
-        pass
-    return Path(tempfile.mkdtemp(prefix="abcrnn-kernels-"))
+        return None
+    return folder if folder.is_dir() else None
 
 
 def _cpu_flags() -> bytes:
