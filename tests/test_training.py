@@ -7,7 +7,7 @@ import signal
 import pytest
 import torch
 
-from abcrnn import devices
+from abcrnn import cell_kernels, devices
 from abcrnn.checkpoint import load_checkpoint
 from abcrnn.config import TrainConfig
 from abcrnn.errors import ConfigError, CorpusError, TrainingError
@@ -195,6 +195,8 @@ def test_run_folder_contents(corpus, tmp_path):
     assert info["model_config"]["num_layers"] == 2
     assert info["model_config"]["dropout"] == 0.1
     assert info["versions"]["torch"] == torch.__version__
+    fused = info["bf16"] and cell_kernels.kernels() is not None
+    assert info["fused_lstm_step"] is fused
     assert len(info["corpus"]["sha256"]) == 64
     assert info["corpus"]["train_tunes"] == 7
     assert info["corpus"]["valid_tunes"] == 1

@@ -152,7 +152,10 @@ def kernels() -> CellKernels | None:
     if not command:
         found = shutil.which("cc") or shutil.which("gcc")
         if found is None:
-            log.info("no C compiler found; LSTM steps use PyTorch's element-wise ops")
+            log.warning(
+                "no C compiler found (set CC or install cc); LSTM steps use "
+                "PyTorch's element-wise ops, which are slower"
+            )
             return None
         command = [found]
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from abcrnn import __version__
+from abcrnn import __version__, cell_kernels
 from abcrnn.atomic import write_text_atomic
 from abcrnn.batches import RandomWindows, validation_batches
 from abcrnn.checkpoint import save_checkpoint
@@ -169,6 +169,10 @@ class RunData:
             "model_config": self.model.config.to_dict(),
             "device": str(self.device),
             "bf16": self.bf16,
+            # The fused C step and PyTorch's ops round differently in the last bits.
+            "fused_lstm_step": self.device.type == "cpu"
+            and self.bf16
+            and cell_kernels.kernels() is not None,
             "world_size": self.ranks.world_size,
             "global_batch_size": self.config.batch_size * self.ranks.world_size,
             "versions": {
