@@ -78,8 +78,7 @@ def hardware_info(device: torch.device) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "malloc_keeps_freed_memory": keep_freed_memory.cache_info().currsize > 0
-        and keep_freed_memory(),
+        "malloc_keeps_freed_memory": _keeps_freed_memory(),
         "fused_lstm_step": cell_kernels.kernels() is not None,
     }
     if device.type == "cuda":
@@ -89,6 +88,15 @@ def hardware_info(device: torch.device) -> dict[str, Any]:
         info["cuda_matmul_allow_tf32"] = torch.backends.cuda.matmul.allow_tf32
         info["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
     return info
+
+
+def _keeps_freed_memory() -> bool:
+    """Return True if this process has set malloc to keep freed memory.
+
+    keep_freed_memory is cached, so a call made here would set it too; only a
+    call that already happened (by the harness or by training) counts.
+    """
+    return keep_freed_memory.cache_info().currsize > 0 and keep_freed_memory()
 
 
 def synchronize(device: torch.device) -> None:

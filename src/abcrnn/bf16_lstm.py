@@ -142,22 +142,22 @@ class _Recurrence(torch.autograd.Function):
     Time-major, so that each step's rows are contiguous. Inputs: xproj (T, B, 4H)
     fp32 (input projection plus both biases), w_hh (4H, H), h0 and c0 (B, H).
     Outputs: hidden states (T, B, H) fp32, and the last h and c.
-    The gate arithmetic runs in lstm_cell.c's fused steps where they could be
-    built (abcrnn.cell_kernels), else in PyTorch's element-wise ops. With the
-    fused steps, xproj may instead be a table (V, 4H) with `ids` (T, B): the
-    steps read its rows and add their gradients to the table's gradient, so the
+    The gate arithmetic runs in `fused` (lstm_cell.c's steps from
+    abcrnn.cell_kernels), or in PyTorch's element-wise ops when it is None. With
+    `fused`, xproj may instead be a table (V, 4H) with `ids` (T, B). The steps then
+    read its rows and add their gradients to the table's gradient, so the
     (T, B, 4H) projection and its gradient are never made.
     """
 
     @staticmethod
-    def forward(ctx, xproj, w_hh, h0, c0, ids=None):  # type: ignore[override]
+    def forward(ctx, xproj, w_hh, h0, c0, fused, ids):  # type: ignore[override]
         ctx.w_low = w_hh.detach().to(LOW)
-        fused = cell_kernels.kernels()
         ctx.fused, ctx.ids, ctx.xproj_shape = fused, ids, xproj.shape
         if fused is not None:
-            hiddens, c_last, saved = _forward_fused(ctx.w_low, xproj, h0, c0, ids)
+            run = functools.partial(_forward_fused, fused, ids=ids)
         else:
-            hiddens, c_last, saved = _forward_ops(ctx.w_low, xproj, h0, c0)
+            run = _forward_ops
+        hiddens, c_last, saved = run(ctx.w_low, xproj, h0, c0)
         ctx.save_for_backward(*saved)
         return hiddens, hiddens[-1].clone(), c_last
 
@@ -174,20 +174,18 @@ class _Recurrence(torch.autograd.Function):
             grad_gates_low.view(-1, 4 * hidden).t(),
             hiddens_low[:-1].reshape(-1, hidden),
         ).float()
-        return grad_gates, grad_w_hh, dh, dc, None
+        return grad_gates, grad_w_hh, dh, dc, None, None
 
 
-def _forward_fused(w_low, xproj, h0, c0, ids):
-    """Forward pass through lstm_cell.c; returns hiddens (T, B, H), last c, saved."""
-    fused = cell_kernels.kernels()
+def _forward_fused(fused, w_low, xproj, h0, c0, ids):
+    """Run the forward pass through lstm_cell.c; return hiddens (T, B, H), the last
+    c and the tensors the backward pass needs."""
     steps, batch = ids.shape if ids is not None else xproj.shape[:2]
     hidden = w_low.size(1)
     recurrent = bf16_linear(w_low, batch)
     xproj = xproj.float().contiguous()
-    if ids is None:
-        x_rows, id_rows = _rows(xproj), lambda t: None
-    else:
-        x_rows, id_rows = (lambda t: xproj.data_ptr()), _rows(ids)
+    x_rows, id_rows = _step_rows(xproj, ids)
+
     factors = xproj.new_empty(steps, batch, 6 * hidden)
     hiddens = xproj.new_empty(steps, batch, hidden)
     hiddens_low = xproj.new_empty(steps + 1, batch, hidden, dtype=LOW)
@@ -196,6 +194,7 @@ def _forward_fused(w_low, xproj, h0, c0, ids):
     cells[0] = c0
     cell_rows, h_rows = _rows(cells), _rows(hiddens)
     low_rows, factor_rows = _rows(hiddens_low), _rows(factors)
+
     with matmul_threads() as use_all:
         use_all(True)
         for t in range(steps):
@@ -217,22 +216,35 @@ def _forward_fused(w_low, xproj, h0, c0, ids):
 def _rows(tensor: torch.Tensor) -> Callable[[int], int]:
     """Return t -> the address of tensor[t], for a tensor contiguous in dims 1 on.
 
-    Indexing a tensor costs a few microseconds in Python; the step loops above
-    pass lstm_cell.c addresses instead.
+    Indexing a tensor costs 1.5-5 us in Python (measured in a profile), so the
+    step loops pass lstm_cell.c addresses instead.
     """
     base, stride = tensor.data_ptr(), tensor.stride(0) * tensor.element_size()
     return lambda t: base + t * stride
 
 
+def _step_rows(per_step: torch.Tensor, ids: torch.Tensor | None):
+    """Return (t -> address of step t's rows, t -> address of its ids or None).
+
+    Without ids, `per_step` has a block of rows for each step. With ids, it is a
+    table that every step indexes by its ids, so its address stays the same.
+    """
+    if ids is None:
+        return _rows(per_step), lambda t: None
+    table = per_step.data_ptr()
+    return (lambda t: table), _rows(ids)
+
+
 def _backward_fused(ctx, grad_hiddens, grad_h_last, grad_c_last):
-    """Backward pass through lstm_cell.c; returns the gate gradients (of the table,
-    given ids), their bf16 copy (T, B, 4H), dh0 and dc0."""
+    """Run the backward pass through lstm_cell.c; return the gate gradients (of the
+    table, given ids), their bf16 copy (T, B, 4H), dh0 and dc0."""
     factors, hiddens_low = ctx.saved_tensors
     steps, batch, six_hidden = factors.shape
     hidden = six_hidden // 6
     fused = ctx.fused
     recurrent_back = bf16_linear(ctx.w_low.t(), batch)
-    # A private contiguous copy: the last step's gradient is added to in place.
+
+    # A private contiguous copy, because the last step's gradient is added in place.
     direct = torch.empty(steps, batch, hidden)
     direct.copy_(grad_hiddens)
     if grad_h_last is not None:
@@ -240,16 +252,17 @@ def _backward_fused(ctx, grad_hiddens, grad_h_last, grad_c_last):
     dc = torch.zeros(batch, hidden)
     if grad_c_last is not None:
         dc += grad_c_last
+
     grad_gates_low = factors.new_empty(steps, batch, 4 * hidden, dtype=LOW)
     if ctx.ids is None:
         grad_gates = factors.new_empty(steps, batch, 4 * hidden)
-        grad_rows, id_rows = _rows(grad_gates), lambda t: None
     else:
-        grad_gates = factors.new_zeros(ctx.xproj_shape)
-        grad_rows, id_rows = (lambda t: grad_gates.data_ptr()), _rows(ctx.ids)
-    product = None
+        grad_gates = factors.new_zeros(ctx.xproj_shape)  # the table's gradient
+    grad_rows, id_rows = _step_rows(grad_gates, ctx.ids)
     direct_rows, factor_rows = _rows(direct), _rows(factors)
     low_rows = _rows(grad_gates_low)
+
+    product = None
     with matmul_threads() as use_all:
         use_all(True)
         for t in range(steps - 1, -1, -1):
@@ -362,13 +375,14 @@ def lstm_forward(
     """
     h0, c0 = state
     last_h, last_c = [], []
+    fused = cell_kernels.kernels()
     with torch.autocast("cpu", enabled=False):
         output = None  # the layer below's outputs (T, B, H)
         for layer in range(lstm.num_layers):
             table_ids = None
             if output is None:
                 xproj = input_table(embedding, lstm)
-                if cell_kernels.kernels() is not None:
+                if fused is not None:
                     table_ids = _checked_ids(ids, xproj.size(0))
                 else:
                     xproj = F.embedding(ids.t(), xproj)
@@ -376,7 +390,7 @@ def lstm_forward(
                 xproj = _layer_input(lstm, layer, output)
             w_hh = getattr(lstm, f"weight_hh_l{layer}")
             output, h, c = _Recurrence.apply(
-                xproj, w_hh, h0[layer].float(), c0[layer].float(), table_ids
+                xproj, w_hh, h0[layer].float(), c0[layer].float(), fused, table_ids
             )
             last_h.append(h)
             last_c.append(c)

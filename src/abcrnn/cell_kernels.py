@@ -3,15 +3,17 @@
 abcrnn.bf16_lstm runs one LSTM time step as a bf16 matmul followed by the gate
 arithmetic. In PyTorch the arithmetic is about a dozen element-wise ops, each a
 separate pass over memory with its own dispatch cost. lstm_cell.c does it in one
-pass, forward and backward. It is compiled once per machine with the system's C compiler
-(`$CC`, else `cc`) for this CPU and kept in `$XDG_CACHE_HOME/abcrnn` (default
-`~/.cache/abcrnn`), named by a hash of the source, compiler, flags and CPU, with
-the SHA-256 of the library beside it: a library that does not match it is built
-again rather than loaded. Where that folder cannot be written, each process builds
-in a temporary folder that it removes once the library is loaded.
+pass, forward and backward.
 
-When no compiler works, `library()` returns None and bf16_lstm keeps PyTorch's ops;
-setting ABCRNN_CELL_KERNEL=off does the same on purpose.
+The file is compiled once per machine with the system's C compiler (`$CC`, else
+`cc`) for this CPU. The build is kept in `$XDG_CACHE_HOME/abcrnn` (default
+`~/.cache/abcrnn`), named by a hash of the source, compiler, flags and CPU. The
+library's SHA-256 is written beside it, and a library that does not match it is
+built again rather than loaded. Where that folder cannot be written, each process
+builds in a temporary folder that it removes once the library is loaded.
+
+When no compiler works, `kernels()` returns None and bf16_lstm keeps PyTorch's
+ops. Setting ABCRNN_CELL_KERNEL=off does the same on purpose.
 """
 
 from __future__ import annotations
@@ -90,8 +92,8 @@ class CellKernels:
     ) -> None:
         """Run one forward step for a batch, writing c_next, h, h_low and saved.
 
-        With `ids` (B) int64, xproj is a table (V, 4H) indexed by them; every id
-        must lie in [0, V). `shape` is (batch, hidden), needed when c_prev is an
+        With `ids` (B) int64, xproj is a table (V, 4H) indexed by them, and every
+        id must lie in [0, V). `shape` is (batch, hidden), needed when c_prev is an
         address.
         """
         batch, hidden = shape or c_prev.shape

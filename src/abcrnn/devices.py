@@ -102,12 +102,12 @@ def set_threads(threads: int) -> None:
 
 
 # glibc's malloc serves blocks above its mmap threshold (128 KiB at first, rising to
-# at most 32 MiB as such blocks are freed) with fresh pages from the kernel and
-# returns them when they are freed, so a training step whose tensors exceed it pays
-# page faults on every allocation. Measured on a 2-core AMD EPYC with the default
-# preset's step (batch 32, sequence 160, LSTM 512): 218 ms with glibc's defaults,
-# 187 ms with both thresholds at 1 GiB; the lab's fp32 step (batch 8, LSTM 1024):
-# 3,700-4,100 against 4,200-4,400 chars/s.
+# at most 32 MiB as such blocks are freed) with fresh pages from the kernel. It
+# returns them when they are freed, so a training step whose tensors exceed the
+# threshold pays page faults on every allocation. Measured on a 2-core AMD EPYC:
+# the default preset's step (batch 32, sequence 160, LSTM 512) took 218 ms with
+# glibc's defaults and 187 ms with both thresholds at 1 GiB. The lab's fp32 step
+# (batch 8, LSTM 1024) ran at 3,700-4,100 against 4,200-4,400 chars/s.
 KEEP_FREED_BELOW = 1 << 30
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3

@@ -85,8 +85,8 @@ static inline void forward_row(int with_saved, int64_t hidden, const float *rest
 }
 
 /* Forward step for `batch` rows of `hidden` units.
- *   xproj (B, 4H) fp32: input projection plus both biases; or, when ids is not
- *   NULL, a table (V, 4H) of them whose row ids[b] serves batch row b
+ *   xproj (B, 4H) fp32: input projection plus both biases. When ids is not NULL,
+ *   it is instead a table (V, 4H) whose row ids[b] serves batch row b.
  *   ids (B) int64 in [0, V), or NULL
  *   product (B, 4H) bf16: h_prev @ W_hh.T
  *   c_prev (B, H) fp32 -> c_next, h (fp32) and h_low (bf16), each (B, H)
@@ -153,9 +153,9 @@ static inline void backward_row(int with_product, int accumulate, int64_t hidden
  *   saved (B, 6H): the forward step's factors
  *   dc (B, H) fp32: gradient of c(t) on entry, of c(t - 1) on return
  *   grad_gates (B, 4H) fp32 and grad_gates_low (B, 4H) bf16: gradients of the
- *   gate pre-activations at step t; when ids is not NULL, grad_gates is instead
+ *   gate pre-activations at step t. When ids is not NULL, grad_gates is instead
  *   the gradient of the forward step's table (V, 4H), and row b's gradients are
- *   added to its row ids[b]
+ *   added to its row ids[b].
  */
 void lstm_backward_step(int64_t batch, int64_t hidden, const uint16_t *dh_product,
                         const float *dh_direct, const float *saved, float *dc,
